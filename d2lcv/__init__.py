@@ -1,0 +1,34 @@
+"""d2lcv: the MXNet/Gluon companion library for *Dive into Deep Learning*, chapter 13.
+
+``import d2lcv as d2l`` gives every helper the chapter calls through ``d2l.`` by its book
+name, so the chapter's code cells run with ``d2l`` bound to ``d2lcv``. This file only
+re-exports; each section lives in its own module (see the README's table).
+"""
+import warnings as _warnings
+
+# MXNet 1.9.1 raises DeprecationWarnings from its own modules on import (numpy aliases,
+# distutils...). They are MXNet's, not the user's: silence exactly those.
+_warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'mxnet(\..*)?$')
+
+try:
+    import mxnet as _mx  # noqa: F401
+except ImportError as _e:  # pragma: no cover - exercised only without mxnet
+    raise ImportError(
+        'd2lcv needs MXNet 1.9.1, and it is not importable here '
+        f'({_e}). Install exactly one build: `pip install "d2lcv[cpu]"` (CPU, mxnet==1.9.1) '
+        'or `pip install "d2lcv[gpu]"` (CUDA 11.2, mxnet-cu112==1.9.1).') from _e
+
+from mxnet import npx as _npx
+
+_npx.set_np()
+
+from .devices import try_gpu, try_all_gpus, split_batch, resolve_devices  # noqa: E402
+from .hub import (DATA_HUB, DATA_URL, download, download_extract, mkdir_if_not_exist,  # noqa
+                  synth_twin, is_tiny)
+from .plot import plt, use_svg_display, set_figsize, set_axes, show_images, Animator  # noqa
+from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noqa: E402
+                    train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
+from .models import Residual, resnet18  # noqa: E402
+from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+
+__version__ = '0.1.0'
