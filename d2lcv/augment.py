@@ -12,6 +12,7 @@ from mxnet import gluon, init, np
 from mxnet.gluon.data.vision import transforms
 
 from .devices import resolve_devices
+from .dist import create_kvstore, kv_num_workers, kv_rank, shard_dataset
 from .hub import DownloadError, is_tiny, synth_twin
 from .plot import show_images
 from .train import get_dataloader_workers, train_ch13
@@ -131,24 +132,43 @@ def cifar10_dataset(is_train, tiny=None, root=None):
                             'synthetic twin: tiny=True, or set D2LCV_TINY=1.') from e
 
 
-def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None):
-    """A ``DataLoader`` over CIFAR-10 with ``augs`` applied to the images (the chapter's)."""
+def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None,
+                 num_parts=1, part_index=0):
+    """A ``DataLoader`` over CIFAR-10 with ``augs`` applied to the images (the chapter's).
+
+    ``num_parts``, ``part_index``: read only shard ``part_index`` of ``num_parts`` equal
+    shards (for a dist kvstore: ``kv.num_workers``, ``kv.rank``); a sharded training loader
+    drops its last partial batch, so every worker takes as many steps of the same size.
+    """
+    dataset = shard_dataset(cifar10_dataset(is_train, tiny, root), num_parts, part_index)
     return gluon.data.DataLoader(
-        cifar10_dataset(is_train, tiny, root).transform_first(augs),
-        batch_size=batch_size, shuffle=is_train,
+        dataset.transform_first(augs), batch_size=batch_size, shuffle=is_train,
+        last_batch='discard' if is_train and num_parts > 1 else 'keep',
         num_workers=get_dataloader_workers() if num_workers is None else num_workers)
 
 
 def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
-                        num_epochs=10, devices=None, tiny=None, root=None, **train_kwargs):
-    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's)."""
+                        num_epochs=10, devices=None, tiny=None, root=None, kvstore='device',
+                        **train_kwargs):
+    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's).
+
+    ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
+    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
+    own shard of the training set, ``batch_size`` is per worker (the global batch is
+    ``batch_size * num_workers``), ``lr`` is used as given, and only rank 0 reports; see
+    :mod:`d2lcv.dist`.
+    """
     devices = resolve_devices(devices)
     if not net.collect_params().values() or \
             list(net.collect_params().values())[0]._data is None:
         net.initialize(init=init.Xavier(), ctx=devices)
-    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root)
+    kv = create_kvstore(kvstore)
+    parts, part = kv_num_workers(kv), kv_rank(kv)
+    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root,
+                              num_parts=parts, part_index=part)
     test_iter = load_cifar10(False, test_augs, batch_size, tiny, root)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},
+                            kvstore=kv)
     return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
-                      **train_kwargs)
+                      kvstore=kv, **train_kwargs)

@@ -15,6 +15,7 @@ import time
 import numpy as onp
 from mxnet import autograd, np
 
+from . import dist
 from .devices import resolve_devices, split_batch
 from .plot import Animator, in_notebook
 
@@ -114,11 +115,13 @@ def evaluate_accuracy_gpus(net, data_iter, split_f=split_batch):
 
 
 def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
-                     split_f=split_batch, sync=True):
+                     split_f=split_batch, sync=True, kv_workers=1):
     """One step on one minibatch, split across ``devices``.
 
     Returns ``(loss_sum, correct)``: Python floats (as in the chapter) when ``sync``, else
     scalars on ``devices[0]`` that can be summed without waiting for the device.
+    ``kv_workers``: number of workers of a dist kvstore; their gradients are summed on the
+    servers, so the step is normalised by the global batch ``labels.shape[0] * kv_workers``.
     """
     devices = resolve_devices(devices)
     X_shards, y_shards = split_f(features, labels, devices)
@@ -128,7 +131,7 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     for l in ls:
         l.backward()
     # ignore_stale_grad: frozen or unused parameters (fine-tuning) have no fresh gradient
-    trainer.step(labels.shape[0], ignore_stale_grad=True)
+    trainer.step(labels.shape[0] * kv_workers, ignore_stale_grad=True)
     home = devices[0]
     loss_sum = sum(l.sum().as_in_ctx(home) for l in ls)
     correct = sum(_correct(p, y).as_in_ctx(home) for p, y in zip(pred_shards, y_shards))
@@ -144,16 +147,21 @@ class _Checkpoint:
     temporary name and renamed, the JSON last, so it only ever names a complete epoch.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, states=True):
         self.path = path
+        # False with a dist kvstore that updates on the servers: the optimizer state lives
+        # there and MXNet cannot save it from a worker (it restarts on resume)
+        self.states = states
 
     def exists(self):
         return os.path.exists(self.path + '.json')
 
     def save(self, net, trainer, state):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        for suffix, writer in (('.params', net.save_parameters),
-                               ('.states', trainer.save_states)):
+        writers = [('.params', net.save_parameters)]
+        if self.states:
+            writers.append(('.states', trainer.save_states))
+        for suffix, writer in writers:
             tmp = f'{self.path}{suffix}.tmp'
             writer(tmp)
             os.replace(tmp, self.path + suffix)
@@ -166,7 +174,8 @@ class _Checkpoint:
         with open(self.path + '.json') as f:
             state = json.load(f)
         net.load_parameters(self.path + '.params', ctx=devices)
-        trainer.load_states(self.path + '.states')
+        if self.states and os.path.exists(self.path + '.states'):
+            trainer.load_states(self.path + '.states')
         return state
 
 
@@ -179,7 +188,7 @@ def _progress_bar(total, desc, enabled):
 
 def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                split_f=split_batch, *, checkpoint=None, animator=None, save_path=None,
-               progress=True, verbose=True):
+               progress=True, verbose=True, kvstore=None):
     """Train ``net`` on several devices, as in section 13.1, and evaluate after each epoch.
 
     Prints the chapter's two summary lines. Returns a dict with ``train_loss``,
@@ -192,17 +201,40 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     saved epoch (a finished run returns at once with its saved results).
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
+
+    ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the
+    trainer). With a dist kvstore (``'dist_sync'``, ``'dist_async'`` or such a ``KVStore``,
+    see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
+    number of equal-sized batches on every worker; each step is normalised by the global
+    batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``, prints, draws
+    and writes the checkpoint (the other ranks' result has no ``test_acc``). The result's
+    ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
+    aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
+    as many examples) and ``examples_per_sec_worker`` rank 0's own. With the optimizer on
+    the servers (MXNet's default), the checkpoint holds the parameters but not the
+    optimizer state, which restarts on resume; a checkpoint path must be on a file system
+    every worker reads.
     """
     devices = resolve_devices(devices)
     num_batches = len(train_iter)
     if num_batches == 0:
         raise ValueError('train_iter yields no batch (is the data set smaller than the '
                          'batch size with last_batch="discard"?)')
+    kv, distributed = _check_kvstore(trainer, kvstore)
+    rank, kv_workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
+    lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
+    verbose, progress = verbose and lead, progress and lead
+    if not lead:
+        test_iter = None
     legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
     if animator is None:
         animator = Animator(xlabel='epoch', xlim=[1, num_epochs], ylim=[0, 1], legend=legend,
                             save_path=save_path)
-    ckpt = _Checkpoint(checkpoint) if checkpoint else None
+    if not lead:
+        animator.save_path = None
+    ckpt = None
+    if checkpoint:
+        ckpt = _Checkpoint(checkpoint, states=not (distributed and trainer._update_on_kvstore))
     start_epoch, train_seconds, examples = 0, 0.0, 0
     result = {}
     if ckpt is not None and ckpt.exists():
@@ -217,14 +249,17 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     points = [] if ckpt is None or start_epoch == 0 else state['points']
     report_every = max(1, num_batches // 5)
     test_acc = result.get('test_acc')
+    batch_size = None
     for epoch in range(start_epoch, num_epochs):
         # Sum of training loss, no. of correct predictions, no. of examples, no. of labels
         metric = Accumulator(4)
         bar = _progress_bar(num_batches, f'epoch {epoch + 1}/{num_epochs}', progress)
         tik = time.time()
         for i, (features, labels) in enumerate(train_iter):
+            if distributed:
+                batch_size = _check_batch(batch_size, labels.shape[0], epoch, i)
             l, acc = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
-                                      sync=False)
+                                      sync=False, kv_workers=kv_workers)
             metric.add(l, acc, labels.shape[0], labels.size)
             bar.update(1)
             if (i + 1) % report_every == 0 or i + 1 == num_batches:
@@ -244,17 +279,61 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
             animator.add(epoch + 1, (None, None, test_acc))
             points.append((epoch + 1, (None, None, test_acc)))
             result['test_acc'] = test_acc
-        if ckpt is not None:
+        if ckpt is not None and lead:
             ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': train_seconds,
                                      'examples': examples, 'result': result,
                                      'points': points})
-    result['examples_per_sec'] = examples / train_seconds if train_seconds else float('nan')
+    per_worker = examples / train_seconds if train_seconds else float('nan')
+    result['examples_per_sec'] = per_worker * kv_workers
     result['epochs_run'] = num_epochs - start_epoch
     result['history'] = animator.history
+    if distributed:
+        result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
+                      num_workers=kv_workers)
     if verbose and 'train_loss' in result:
         line = f'loss {result["train_loss"]:.3f}, train acc {result["train_acc"]:.3f}'
         if test_iter is not None:
             line += f', test acc {result["test_acc"]:.3f}'
         print(line)
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on {str(devices)}')
+        where = str(devices)
+        if distributed:
+            where += f' x {kv_workers} workers ({kv.type}; {per_worker:.1f} per worker)'
+        print(f'{result["examples_per_sec"]:.1f} examples/sec on {where}')
     return result
+
+
+def _check_kvstore(trainer, kvstore):
+    """``(kv, distributed)`` for ``train_ch13``: the trainer's kvstore, checked against
+    the one the caller names (a dist kvstore the Trainer does not use would train each
+    worker alone on its shard, silently)."""
+    used = dist.trainer_kvstore(trainer)
+    if kvstore is None:
+        kv = used
+    else:
+        kv = dist.create_kvstore(kvstore)
+        if dist.is_distributed(kv) and used is not kv:
+            raise ValueError(
+                f'train_ch13(kvstore={kvstore!r}) but the Trainer was created with kvstore='
+                f'{getattr(used, "type", used)!r}: pass the same kvstore to both, e.g. '
+                "kv = d2lcv.dist.create_kvstore('dist_sync'); "
+                "gluon.Trainer(params, 'adam', {...}, kvstore=kv)")
+    if dist.is_distributed(kv):
+        # the servers keep the keys (0..N) and optimizer of the Trainer that first used them
+        owner = getattr(kv, '_d2lcv_trainer', None)
+        if owner is not None and owner is not trainer:
+            raise ValueError('this dist kvstore already served another Trainer: MXNet\'s '
+                             'servers hold that training\'s parameters and optimizer; run '
+                             'each distributed training in its own launch')
+        kv._d2lcv_trainer = trainer
+    return kv, dist.is_distributed(kv)
+
+
+def _check_batch(first, n, epoch, i):
+    """With a dist kvstore every step must have the first step's batch size."""
+    if first is not None and n != first:
+        raise ValueError(
+            f'batch {i} of epoch {epoch + 1} has {n} examples but the first had {first}: '
+            'with a dist kvstore the optimizer runs on the servers with a fixed 1/batch '
+            'scale and every worker must take as many steps; give the training DataLoader '
+            'last_batch="discard" and equal shards (load_cifar10(..., num_parts, part_index))')
+    return n

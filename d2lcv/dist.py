@@ -1,0 +1,124 @@
+"""Data-parallel training beyond one machine, on MXNet's parameter server (``dist_sync``).
+
+The pattern (what ``train_with_data_aug(..., kvstore='dist_sync')`` does)::
+
+    kv = d2lcv.dist.create_kvstore('dist_sync')          # once per process
+    train_iter = d2lcv.load_cifar10(True, augs, batch_size,
+                                    num_parts=kv.num_workers, part_index=kv.rank)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr}, kvstore=kv)
+    d2lcv.train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
+                     kvstore=kv)
+
+run under ``d2lcv launch -n WORKERS -s SERVERS -- python script.py``. Each worker reads its
+own equal shard of the data; at each step the servers sum the workers' gradients and (MXNet's
+default for a dist kvstore, ``update_on_kvstore``) run the optimizer, and every worker pulls
+the same new weights. ``train_ch13`` normalises each step by the *global* batch
+``batch_size * num_workers``, so one step is the mean gradient over all workers: the learning
+rate is left as given (with plain SGD the linear-scaling rule would multiply it by
+``num_workers``; Adam, the chapter's optimizer, is insensitive to the gradient's scale).
+Only rank 0 evaluates, prints, draws and writes checkpoints. BatchNorm's running statistics
+are not gradients: each worker keeps its own, and rank 0's are the ones saved.
+"""
+import mxnet as mx
+from mxnet import gluon
+
+__all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
+           'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset']
+
+# MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
+_DIST = {}
+
+
+def create_kvstore(kvstore='device'):
+    """A kvstore for ``gluon.Trainer(..., kvstore=...)`` and ``train_ch13(kvstore=...)``.
+
+    ``None``, ``'device'``, ``'local'``, ``'nccl'``: returned as they are (the Trainer creates
+    them, as usual). ``'dist_sync'``, ``'dist_async'``, ``'dist_device_sync'``...: the
+    process's ``mx.kv.create(kvstore)``, made once and reused (it joins the job described by
+    the ``DMLC_*`` environment, as set by ``d2lcv launch``). A ``KVStore`` is returned as is.
+    """
+    if kvstore is None or isinstance(kvstore, mx.kv.KVStoreBase):
+        return kvstore
+    if not isinstance(kvstore, str):
+        raise TypeError(f'kvstore must be a str or a KVStore, not {type(kvstore).__name__}')
+    if not kvstore.startswith('dist'):
+        return kvstore
+    if kvstore not in _DIST:
+        import os
+        if 'DMLC_ROLE' not in os.environ:
+            raise RuntimeError(
+                f'kvstore {kvstore!r} needs the DMLC_* environment of a parameter-server '
+                'job: run this under `d2lcv launch -n WORKERS -s SERVERS -- COMMAND` (or '
+                "MXNet's tools/launch.py)")
+        _DIST[kvstore] = mx.kv.create(kvstore)
+    return _DIST[kvstore]
+
+
+def is_distributed(kvstore):
+    """True for a dist kvstore (a ``KVStore`` whose type starts with ``dist`` or its name)."""
+    if kvstore is None:
+        return False
+    name = kvstore if isinstance(kvstore, str) else getattr(kvstore, 'type', '')
+    return name.startswith('dist')
+
+
+def kv_rank(kvstore):
+    """This worker's rank (0 unless ``kvstore`` is a dist ``KVStore``)."""
+    return kvstore.rank if is_distributed(kvstore) and not isinstance(kvstore, str) else 0
+
+
+def kv_num_workers(kvstore):
+    """Number of workers (1 unless ``kvstore`` is a dist ``KVStore``)."""
+    if is_distributed(kvstore) and not isinstance(kvstore, str):
+        return kvstore.num_workers
+    return 1
+
+
+def trainer_kvstore(trainer):
+    """The kvstore a ``gluon.Trainer`` was given (a ``KVStore`` or its name).
+
+    A Trainer given a dist name creates its ``KVStore`` lazily; it is created here (as the
+    first ``step`` would) so its rank is known.
+    """
+    params = getattr(trainer, '_kvstore_params', None) or {}
+    config = params.get('kvstore', 'device')
+    if getattr(trainer, '_kv_initialized', False):
+        return trainer._kvstore if trainer._kvstore is not None else config
+    if isinstance(config, str) and config.startswith('dist'):
+        trainer._init_kvstore()
+        return trainer._kvstore
+    return config
+
+
+def shard_indices(n, num_parts, part_index):
+    """Indices of shard ``part_index`` of ``n`` examples split into ``num_parts`` equal shards.
+
+    Strided (``part_index, part_index + num_parts, ...``) and cut to ``n // num_parts``
+    examples, so every worker gets exactly as many examples (and so as many batches: with
+    ``dist_sync`` a worker with one batch more would wait forever for the others).
+    """
+    if num_parts < 1 or not 0 <= part_index < num_parts:
+        raise ValueError(f'part_index {part_index} is not in [0, num_parts={num_parts})')
+    per = n // num_parts
+    return list(range(part_index, per * num_parts, num_parts))
+
+
+class ShardedDataset(gluon.data.Dataset):
+    """The examples of ``dataset`` at ``indices`` (a view; nothing is copied)."""
+
+    def __init__(self, dataset, indices):
+        self._data = dataset
+        self._indices = list(indices)
+
+    def __len__(self):
+        return len(self._indices)
+
+    def __getitem__(self, idx):
+        return self._data[self._indices[idx]]
+
+
+def shard_dataset(dataset, num_parts=1, part_index=0):
+    """Equal shard ``part_index`` of ``num_parts`` of a Gluon dataset (itself if one part)."""
+    if num_parts == 1 and part_index == 0:
+        return dataset
+    return ShardedDataset(dataset, shard_indices(len(dataset), num_parts, part_index))
