@@ -228,7 +228,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
         test_iter = None
     legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
     if animator is None:
-        animator = Animator(xlabel='epoch', xlim=[1, num_epochs], ylim=[0, 1], legend=legend,
+        animator = Animator(xlabel='epoch', xlim=[0, num_epochs], ylim=[0, 1], legend=legend,
                             save_path=save_path)
     if not lead:
         animator.save_path = None
