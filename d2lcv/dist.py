@@ -19,8 +19,13 @@ rate is left as given (with plain SGD the linear-scaling rule would multiply it 
 Only rank 0 evaluates, prints, draws and writes checkpoints. BatchNorm's running statistics
 are not gradients: each worker keeps its own, and rank 0's are the ones saved.
 """
+import atexit
+import os
+import sys
+
 import mxnet as mx
 from mxnet import gluon
+from mxnet.base import _LIB, check_call
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset']
@@ -44,14 +49,38 @@ def create_kvstore(kvstore='device'):
     if not kvstore.startswith('dist'):
         return kvstore
     if kvstore not in _DIST:
-        import os
         if 'DMLC_ROLE' not in os.environ:
             raise RuntimeError(
                 f'kvstore {kvstore!r} needs the DMLC_* environment of a parameter-server '
                 'job: run this under `d2lcv launch -n WORKERS -s SERVERS -- COMMAND` (or '
                 "MXNet's tools/launch.py)")
         _DIST[kvstore] = mx.kv.create(kvstore)
+        sys.excepthook = _exit_on_uncaught
+        atexit.register(_finalize, _DIST[kvstore])
     return _DIST[kvstore]
+
+
+def _finalize(kv):
+    """Leave the job while the interpreter is whole: the last barrier, then (rank 0) stop
+    the servers. Left to interpreter teardown, MXNet 1.9 often aborts here (``terminate
+    called without an active exception``, SIGABRT) and the job looks failed."""
+    handle, kv.handle = kv.handle, None
+    if handle is not None:
+        mx.nd.waitall()
+        check_call(_LIB.MXKVStoreFree(handle))
+
+
+def _exit_on_uncaught(exc_type, exc, tb):
+    """Print the traceback and leave at once, exit code 1.
+
+    A worker that dies of an exception would otherwise never exit: MXNet's dist kvstore
+    waits, at interpreter exit, for every other worker at a final barrier, and they wait
+    for this worker's next gradient. Exiting hard lets the launcher see the failure.
+    """
+    sys.__excepthook__(exc_type, exc, tb)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def is_distributed(kvstore):
@@ -77,16 +106,18 @@ def kv_num_workers(kvstore):
 def trainer_kvstore(trainer):
     """The kvstore a ``gluon.Trainer`` was given (a ``KVStore`` or its name).
 
-    A Trainer given a dist name creates its ``KVStore`` lazily; it is created here (as the
-    first ``step`` would) so its rank is known.
+    A Trainer given a dist name creates its ``KVStore`` lazily, at its first ``step``; the
+    process's dist ``KVStore`` (:func:`create_kvstore`) is given to it here instead, so
+    its rank is known now.
     """
     params = getattr(trainer, '_kvstore_params', None) or {}
     config = params.get('kvstore', 'device')
     if getattr(trainer, '_kv_initialized', False):
         return trainer._kvstore if trainer._kvstore is not None else config
     if isinstance(config, str) and config.startswith('dist'):
-        trainer._init_kvstore()
-        return trainer._kvstore
+        # the process's one dist kvstore, handed to the Trainer before it makes its own
+        params['kvstore'] = create_kvstore(config)
+        return params['kvstore']
     return config
 
 

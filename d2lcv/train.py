@@ -147,11 +147,8 @@ class _Checkpoint:
     temporary name and renamed, the JSON last, so it only ever names a complete epoch.
     """
 
-    def __init__(self, path, states=True):
+    def __init__(self, path):
         self.path = path
-        # False with a dist kvstore that updates on the servers: the optimizer state lives
-        # there and MXNet cannot save it from a worker (it restarts on resume)
-        self.states = states
 
     def exists(self):
         return os.path.exists(self.path + '.json')
@@ -159,7 +156,9 @@ class _Checkpoint:
     def save(self, net, trainer, state):
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         writers = [('.params', net.save_parameters)]
-        if self.states:
+        # with a dist kvstore that updates on the servers the optimizer state lives there
+        # and MXNet cannot save it from a worker: it restarts on resume
+        if not (trainer._distributed and trainer._update_on_kvstore):
             writers.append(('.states', trainer.save_states))
         for suffix, writer in writers:
             tmp = f'{self.path}{suffix}.tmp'
@@ -170,11 +169,11 @@ class _Checkpoint:
             json.dump(state, f)
         os.replace(tmp, self.path + '.json')
 
-    def load(self, net, trainer, devices):
+    def load(self, net, trainer, devices, states=True):
         with open(self.path + '.json') as f:
             state = json.load(f)
         net.load_parameters(self.path + '.params', ctx=devices)
-        if self.states and os.path.exists(self.path + '.states'):
+        if states and os.path.exists(self.path + '.states'):
             trainer.load_states(self.path + '.states')
         return state
 
@@ -232,13 +231,11 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                             save_path=save_path)
     if not lead:
         animator.save_path = None
-    ckpt = None
-    if checkpoint:
-        ckpt = _Checkpoint(checkpoint, states=not (distributed and trainer._update_on_kvstore))
+    ckpt = _Checkpoint(checkpoint) if checkpoint else None
     start_epoch, train_seconds, examples = 0, 0.0, 0
     result = {}
     if ckpt is not None and ckpt.exists():
-        state = ckpt.load(net, trainer, devices)
+        state = ckpt.load(net, trainer, devices, states=not distributed)
         start_epoch = state['epoch']
         train_seconds, examples = state['train_seconds'], state['examples']
         result = state['result']
