@@ -1,0 +1,281 @@
+"""Data-parallel training on MXNet's parameter server: sharding, kvstore plumbing in
+``train_ch13``, and ``d2lcv launch`` on loopback (scheduler, servers and workers as local
+processes)."""
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+
+import mxnet as mx
+import numpy as onp
+import pytest
+from mxnet import gluon, init
+from mxnet.gluon import nn
+
+import d2lcv
+from d2lcv import augment, dist
+from d2lcv.launch import LaunchError, free_ports, launch, read_hosts
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, 'dist_worker.py')
+PY = sys.executable
+
+
+# ---------------------------------------------------------------- sharding
+
+def _shards_reference(n, parts):
+    """Slow obvious reference: deal the examples out one by one, then cut to equal size."""
+    shards = [[] for _ in range(parts)]
+    for i in range(n):
+        shards[i % parts].append(i)
+    size = min(len(s) for s in shards)
+    return [s[:size] for s in shards]
+
+
+def test_shard_indices_exact():
+    assert dist.shard_indices(10, 3, 0) == [0, 3, 6]
+    assert dist.shard_indices(10, 3, 1) == [1, 4, 7]
+    assert dist.shard_indices(10, 3, 2) == [2, 5, 8]   # example 9 is dropped: equal shards
+    assert dist.shard_indices(4, 1, 0) == [0, 1, 2, 3]
+    assert dist.shard_indices(2, 3, 2) == []            # fewer examples than workers
+    assert dist.shard_indices(0, 2, 1) == []
+
+
+@pytest.mark.parametrize('n', [0, 1, 7, 64, 101])
+@pytest.mark.parametrize('parts', [1, 2, 3, 8])
+def test_shard_indices_against_reference(n, parts):
+    got = [dist.shard_indices(n, parts, k) for k in range(parts)]
+    assert got == _shards_reference(n, parts)
+    flat = sum(got, [])
+    assert len(flat) == len(set(flat)) == parts * (n // parts)
+
+
+@pytest.mark.parametrize('parts, index', [(2, 2), (2, -1), (0, 0)])
+def test_shard_indices_bad_index(parts, index):
+    with pytest.raises(ValueError, match='part_index'):
+        dist.shard_indices(10, parts, index)
+
+
+def test_load_cifar10_shards(tmp_path):
+    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=53, num_test=10)
+    whole = augment.cifar10_dataset(True, root=root)
+    labels = onp.array([whole[i][1] for i in range(len(whole))])
+    seen, batches = [], []
+    for k in range(3):
+        it = augment.load_cifar10(True, augment.test_augs(), 4, root=root, num_parts=3,
+                                  part_index=k)
+        shard_labels = onp.concatenate([y.asnumpy() for _, y in it])
+        # 53 // 3 = 17 examples per worker, 4 full batches of 4 (the 17th is dropped)
+        assert len(it) == 4 and len(shard_labels) == 16
+        batches.append(len(it))
+        seen.append(dist.shard_indices(53, 3, k))
+        # the shard's labels, less the one example of the dropped partial batch
+        missing = Counter(labels[seen[-1]].tolist()) - Counter(shard_labels.tolist())
+        assert sum(missing.values()) == 1
+        assert not Counter(shard_labels.tolist()) - Counter(labels[seen[-1]].tolist())
+    assert len(set(batches)) == 1
+    assert not set(seen[0]) & set(seen[1]) and not set(seen[1]) & set(seen[2])
+    # one part: the chapter's loader, last partial batch kept
+    it = augment.load_cifar10(True, augment.test_augs(), 4, root=root)
+    assert len(it) == 14 and sum(len(y) for _, y in it) == 53
+
+
+def test_sharded_dataset_reads_the_right_examples(tmp_path):
+    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=20, num_test=10)
+    whole = augment.cifar10_dataset(True, root=root)
+    part = dist.shard_dataset(whole, 4, 3)
+    assert len(part) == 5
+    for j, i in enumerate(range(3, 20, 4)):
+        onp.testing.assert_array_equal(part[j][0].asnumpy(), whole[i][0].asnumpy())
+        assert part[j][1] == whole[i][1]
+    assert dist.shard_dataset(whole) is whole
+
+
+# ---------------------------------------------------------------- kvstore helpers
+
+def test_kvstore_names():
+    assert dist.is_distributed('dist_sync') and dist.is_distributed('dist_async')
+    assert not dist.is_distributed('device') and not dist.is_distributed(None)
+    assert dist.create_kvstore('device') == 'device' and dist.create_kvstore(None) is None
+    local = mx.kv.create('local')
+    assert dist.create_kvstore(local) is local and not dist.is_distributed(local)
+    assert (dist.kv_rank(local), dist.kv_num_workers(local)) == (0, 1)
+    assert (dist.kv_rank('dist_sync'), dist.kv_num_workers('dist_sync')) == (0, 1)
+    with pytest.raises(TypeError):
+        dist.create_kvstore(3)
+
+
+def test_dist_kvstore_needs_a_launcher(monkeypatch):
+    monkeypatch.delenv('DMLC_ROLE', raising=False)
+    with pytest.raises(RuntimeError, match='d2lcv launch'):
+        dist.create_kvstore('dist_sync')
+
+
+def _tiny_net(devices):
+    net = nn.HybridSequential()
+    net.add(nn.Conv2D(4, kernel_size=3, strides=2), nn.Activation('relu'),
+            nn.MaxPool2D(2), nn.Dense(10))
+    net.initialize(init.Xavier(), ctx=devices)
+    return net
+
+
+@pytest.fixture
+def two_cpus():
+    return [mx.cpu(0), mx.cpu(1)]
+
+
+def test_train_ch13_local_kvstore(tmp_path, two_cpus):
+    """A non-dist kvstore changes nothing: same keys, loss falls, chapter's lines printed."""
+    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=200,
+                            num_test=40)
+    mx.random.seed(0)
+    net = _tiny_net(two_cpus)
+    train_iter = augment.load_cifar10(True, augment.test_augs(), 20, root=root)
+    test_iter = augment.load_cifar10(False, augment.test_augs(), 20, root=root)
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01},
+                            kvstore='local')
+    result = d2lcv.train_ch13(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(),
+                              trainer, 3, two_cpus, kvstore='local', progress=False,
+                              verbose=False, save_path=str(tmp_path / 'a.png'))
+    losses = result['history']['y'][0]
+    assert losses[-1] < losses[0]
+    assert 'num_workers' not in result and 0 <= result['test_acc'] <= 1
+    assert os.path.exists(tmp_path / 'a.png')
+
+
+def test_train_with_data_aug_default_kvstore(tmp_path):
+    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=60, num_test=20)
+    net = _tiny_net([mx.cpu()])
+    result = augment.train_with_data_aug(augment.test_augs(), augment.test_augs(), net,
+                                         batch_size=20, num_epochs=1, devices=[mx.cpu()],
+                                         root=root, progress=False, verbose=False,
+                                         save_path=str(tmp_path / 'b.png'))
+    assert result['epochs_run'] == 1 and 'test_acc' in result
+
+
+# ---------------------------------------------------------------- launcher, no training
+
+def test_free_ports_distinct_and_sorted():
+    ports = free_ports(5)
+    assert ports == sorted(ports) and len(set(ports)) == 5
+
+
+def test_hosts_file(tmp_path):
+    good = tmp_path / 'hosts'
+    good.write_text('# this machine\n127.0.0.1\n\nlocalhost  # again\n')
+    assert read_hosts(str(good)) == ['127.0.0.1', 'localhost']
+    bad = tmp_path / 'hosts2'
+    bad.write_text('127.0.0.1\ngpu-node-7\n')
+    with pytest.raises(LaunchError, match='gpu-node-7'):
+        read_hosts(str(bad))
+    (tmp_path / 'empty').write_text('# nothing\n')
+    with pytest.raises(LaunchError, match='no host'):
+        read_hosts(str(tmp_path / 'empty'))
+
+
+def test_cli_launch_bad_arguments(capsys):
+    from d2lcv import cli
+    assert cli.main(['launch', '-n', '0', '-s', '1', '--', PY, '-c', 'pass']) == 2
+    assert 'at least one worker' in capsys.readouterr().err
+    assert cli.main(['launch', '-n', '1', '-s', '1']) == 2
+    assert 'no command' in capsys.readouterr().err
+
+
+def test_launch_failing_worker_named():
+    out = io.StringIO()
+    tik = time.time()
+    code = launch(2, 1, [PY, '-c', 'import os, sys; print("rank", os.environ["D2LCV_LAUNCH_RANK"]);'
+                                   'sys.exit(3 if os.environ["DMLC_ROLE"] == "worker" else 0)'],
+                  timeout=30, out=out)
+    text = out.getvalue()
+    assert code == 3, text
+    assert time.time() - tik < 20
+    assert '[worker 0] rank 0' in text or '[worker 1] rank 1' in text
+    assert 'failed: exit code 3' in text and 'worker ' in text
+
+
+def test_launch_timeout_kills_everything():
+    out = io.StringIO()
+    tik = time.time()
+    code = launch(1, 1, [PY, '-c', 'import time; print("sleeping", flush=True); '
+                                   'time.sleep(120)'], timeout=4, out=out)
+    text = out.getvalue()
+    assert code == 124, text
+    assert time.time() - tik < 15
+    assert 'timeout after 4 s' in text and 'worker 0' in text and '[worker 0] sleeping' in text
+
+
+# ---------------------------------------------------------------- launcher, dist_sync training
+
+@pytest.fixture
+def twin(tmp_path_factory, monkeypatch):
+    """The CIFAR-10 twin in a private cache the launched workers inherit (made here once:
+    the workers would otherwise both generate it)."""
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path_factory.mktemp('dist-data')))
+    monkeypatch.setenv('MPLBACKEND', 'Agg')
+    monkeypatch.setenv('D2LCV_NUM_WORKERS', '0')
+    return d2lcv.synth_twin('cifar10')
+
+
+def _param_arrays(path):
+    return {k: v.asnumpy() for k, v in mx.npx.load(path).items()}
+
+
+@pytest.mark.slow
+def test_dist_sync_two_workers_agree(tmp_path, twin):
+    out = io.StringIO()
+    code = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '2'], timeout=50, out=out)
+    text = out.getvalue()
+    assert code == 0, text
+    info = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in range(2)]
+    for r, rec in enumerate(info):
+        assert rec['rank'] == r and rec['launch_rank'] == str(r) and rec['num_workers'] == 2
+        assert rec['shard'] == 500 and rec['batches'] == 20   # 1,000 twin images, 25 a batch
+        assert rec['train_loss'] < 0.6 * rec['first_loss'], rec
+    # only rank 0 evaluates and prints
+    assert info[0]['test_acc'] > 0.3 and info[1]['test_acc'] is None
+    assert '[worker 0] loss' in text and '[worker 1] loss' not in text
+    assert 'x 2 workers (dist_sync' in text
+    p0, p1 = (_param_arrays(str(tmp_path / f'rank{r}.params')) for r in range(2))
+    assert p0.keys() == p1.keys()
+    trained = [k for k in p0 if not k.endswith(('running_mean', 'running_var'))]
+    assert len(trained) == 6
+    for k in trained:   # different random initialisations, one set of weights after
+        onp.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
+    # BatchNorm's running statistics are each worker's own (not gradients)
+    assert not onp.array_equal(p0['1.running_mean'], p1['1.running_mean'])
+    # rank 0 wrote the checkpoint: parameters and progress, no server-side optimizer state
+    assert json.loads((tmp_path / 'ckpt.json').read_text())['epoch'] == 2
+    assert (tmp_path / 'ckpt.params').exists() and not (tmp_path / 'ckpt.states').exists()
+
+
+@pytest.mark.slow
+def test_killed_worker_fails_the_launch(tmp_path, twin):
+    out = io.StringIO()
+    result = {}
+
+    def run():
+        result['code'] = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '50',
+                                       '--stall-rank', '1'], timeout=40, out=out)
+        result['end'] = time.time()
+
+    thread = threading.Thread(target=run)
+    start = time.time()
+    thread.start()
+    pid_file = tmp_path / 'stall1.pid'
+    while not pid_file.exists() and thread.is_alive() and time.time() - start < 40:
+        time.sleep(0.1)
+    assert pid_file.exists(), out.getvalue()
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    killed = time.time()
+    thread.join(45)
+    assert not thread.is_alive()
+    text = out.getvalue()
+    assert result['code'] != 0, text
+    assert result['end'] - killed < 10, text      # noticed at once, not at the timeout
+    assert 'worker 1' in text and 'killed by SIGKILL' in text, text
+    assert not (tmp_path / 'rank0.json').exists()  # rank 0 never finished
