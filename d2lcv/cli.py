@@ -57,7 +57,9 @@ def cmd_run(args):
         os.environ['D2LCV_TINY'] = '1'
     devices = parse_devices(args.devices)
     label = 'all' if args.sections == ['all'] else '-'.join(wanted)
-    out_dir = new_run_dir(args.out, label)
+    from .dist import lead_only_dir
+    kvstore, out_base = lead_only_dir(args.kvstore, args.out)
+    out_dir = new_run_dir(out_base, label)
     os.environ.setdefault('D2LCV_FIG_DIR', out_dir)
     report = Report(out_dir, title=f'd2lcv run {label}' + (' (synthetic twins)' if args.tiny
                                                            else ''))
@@ -68,7 +70,7 @@ def cmd_run(args):
         report.section(mod.SECTION, mod.TITLE)
         print(f'[{mod.SECTION}] {mod.TITLE} ...', flush=True)
         tik = time.time()
-        ctx = RunContext(report=report, devices=devices, tiny=args.tiny, kvstore=args.kvstore,
+        ctx = RunContext(report=report, devices=devices, tiny=args.tiny, kvstore=kvstore,
                          options=_parse_options(args.set))
         try:
             mod.run(ctx)
@@ -76,6 +78,8 @@ def cmd_run(args):
             traceback.print_exc()
             report.fail(f'{type(e).__name__}: {e}')
             failed.append(name)
+            if not isinstance(kvstore, str) and kvstore is not None:
+                raise  # dist: the other workers wait for this one; fail the whole job
         seconds = time.time() - tik
         report.metric('seconds', round(seconds, 1))
         report.write()

@@ -28,7 +28,8 @@ from mxnet import gluon
 from mxnet.base import _LIB, check_call
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
-           'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset']
+           'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
+           'lead_only_dir']
 
 # MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
 _DIST = {}
@@ -153,3 +154,19 @@ def shard_dataset(dataset, num_parts=1, part_index=0):
     if num_parts == 1 and part_index == 0:
         return dataset
     return ShardedDataset(dataset, shard_indices(len(dataset), num_parts, part_index))
+
+
+def lead_only_dir(kvstore, out_dir):
+    """``(kvstore, folder)`` for a command that writes reports (``d2lcv run``).
+
+    With a dist kvstore only rank 0 writes into ``out_dir``: the kvstore is created now
+    (its rank decides) and the other ranks get a scratch folder, removed when they exit.
+    """
+    kv = create_kvstore(kvstore)
+    if kv_rank(kv) == 0:
+        return kv, out_dir
+    import shutil
+    import tempfile
+    scratch = tempfile.mkdtemp(prefix=f'd2lcv-rank{kv_rank(kv)}-')
+    atexit.register(shutil.rmtree, scratch, True)
+    return kv, scratch

@@ -206,7 +206,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
     number of equal-sized batches on every worker; each step is normalised by the global
     batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``, prints, draws
-    and writes the checkpoint (the other ranks' result has no ``test_acc``). The result's
+    and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The result's
     ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
     aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
     as many examples) and ``examples_per_sec_worker`` rank 0's own. With the optimizer on
@@ -223,7 +223,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     rank, kv_workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
     lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
     verbose, progress = verbose and lead, progress and lead
-    if not lead:
+    skipped_test = not lead and test_iter is not None
+    if skipped_test:
         test_iter = None
     legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
     if animator is None:
@@ -284,6 +285,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     result['examples_per_sec'] = per_worker * kv_workers
     result['epochs_run'] = num_epochs - start_epoch
     result['history'] = animator.history
+    if skipped_test:
+        result['test_acc'] = None  # same keys on every rank; rank 0 has the value
     if distributed:
         result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
                       num_workers=kv_workers)
