@@ -59,6 +59,7 @@ def main():
     p.add_argument('--epochs', type=int, default=2)
     p.add_argument('--batch-size', type=int, default=25)
     p.add_argument('--stall-rank', type=int, default=-1)
+    p.add_argument('--devices', type=int, default=1, help='CPU contexts per worker')
     args = p.parse_args()
 
     kv = dist.create_kvstore(args.kvstore)
@@ -66,7 +67,8 @@ def main():
     # a different initialisation on every worker: the kvstore must make them agree
     mx.random.seed(100 + rank)
     net = small_cnn()
-    net.initialize(init.Xavier(), ctx=mx.cpu())
+    devices = [mx.cpu(i) for i in range(args.devices)]
+    net.initialize(init.Xavier(), ctx=devices)
     net.hybridize()
     train_iter = augment.load_cifar10(True, augment.test_augs(), args.batch_size, tiny=True,
                                       num_parts=workers, part_index=rank)
@@ -86,7 +88,7 @@ def main():
     animator = FirstLoss(legend=['train loss', 'train acc', 'test acc'],
                          save_path=os.path.join(args.out, 'animator.png'))
     result = d2lcv.train_ch13(net, Stall(train_iter, stall), test_iter, loss, trainer,
-                              args.epochs, [mx.cpu()], kvstore=kv, animator=animator,
+                              args.epochs, devices, kvstore=kv, animator=animator,
                               progress=False, checkpoint=os.path.join(args.out, 'ckpt'))
     net.save_parameters(os.path.join(args.out, f'rank{rank}.params'))
     info = {'rank': rank, 'num_workers': workers, 'shard': len(train_iter._dataset),

@@ -157,6 +157,15 @@ def test_train_with_data_aug_default_kvstore(tmp_path):
     assert result['epochs_run'] == 1 and 'test_acc' in result
 
 
+def test_dist_batches_must_keep_their_size():
+    from d2lcv.train import _check_batch
+    assert _check_batch(None, 32, 0, 0) == 32
+    assert _check_batch(32, 32, 0, 5) == 32
+    with pytest.raises(ValueError, match='batch 7 of epoch 2 has 8 examples but the first '
+                                         'had 32.*last_batch="discard"'):
+        _check_batch(32, 8, 1, 7)
+
+
 # ---------------------------------------------------------------- launcher, no training
 
 def test_free_ports_distinct_and_sorted():
@@ -228,7 +237,10 @@ def _param_arrays(path):
 @pytest.mark.slow
 def test_dist_sync_two_workers_agree(tmp_path, twin):
     out = io.StringIO()
-    code = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '2'], timeout=50, out=out)
+    # two CPU contexts per worker: the gradients are summed over the devices, then over
+    # the workers on the server
+    code = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '2', '--devices', '2'],
+                  timeout=50, out=out)
     text = out.getvalue()
     assert code == 0, text
     info = [json.loads((tmp_path / f'rank{r}.json').read_text()) for r in range(2)]
@@ -239,7 +251,7 @@ def test_dist_sync_two_workers_agree(tmp_path, twin):
     # only rank 0 evaluates and prints
     assert info[0]['test_acc'] > 0.3 and info[1]['test_acc'] is None
     assert '[worker 0] loss' in text and '[worker 1] loss' not in text
-    assert 'x 2 workers (dist_sync' in text
+    assert '[cpu(0), cpu(1)] x 2 workers (dist_sync' in text
     p0, p1 = (_param_arrays(str(tmp_path / f'rank{r}.params')) for r in range(2))
     assert p0.keys() == p1.keys()
     trained = [k for k in p0 if not k.endswith(('running_mean', 'running_var'))]
