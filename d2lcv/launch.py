@@ -231,7 +231,8 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
             f'timeout {timeout:g} s')
         workers = [p for p in procs if p.role == 'worker']
         others = [p for p in procs if p.role != 'worker']
-        deadline = time.time() + timeout
+        started = time.time()
+        deadline = started + timeout
         quit_at = None
         while True:
             failed = [p for p in procs if p.poll() not in (None, 0)]
@@ -246,8 +247,8 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
                 while time.time() < end and any(p.poll() is None for p in others):
                     time.sleep(0.05)
                 left = [p.label for p in others if p.poll() is None]
-                if left:
-                    say(f'all workers done; {", ".join(left)} did not exit, stopped')
+                say(f'all {num_workers} worker(s) finished in {time.time() - started:.1f} s'
+                    + (f'; {", ".join(left)} did not exit, stopped' if left else ''))
                 code = 0
                 break
             early = [p for p in others if p.poll() == 0]

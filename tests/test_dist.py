@@ -291,3 +291,26 @@ def test_killed_worker_fails_the_launch(tmp_path, twin):
     assert result['end'] - killed < 10, text      # noticed at once, not at the timeout
     assert 'worker 1' in text and 'killed by SIGKILL' in text, text
     assert not (tmp_path / 'rank0.json').exists()  # rank 0 never finished
+
+
+@pytest.mark.slow
+def test_run_augment_under_launcher(tmp_path, twin):
+    """``d2lcv launch -n 2 -s 1 -- d2lcv run augment --kvstore dist_sync``: one report, rank 0's."""
+    out = io.StringIO()
+    cmd = [PY, '-m', 'd2lcv', 'run', 'augment', '--tiny', '--kvstore', 'dist_sync', '--out',
+           str(tmp_path / 'runs'), '--set', 'batch_size=8', '--set', 'num_train=64',
+           '--set', 'num_test=16', '--set', 'num_epochs=1']
+    code = launch(2, 1, cmd, timeout=50, out=out,
+                  env={'PYTHONPATH': os.pathsep.join(p for p in (os.path.dirname(HERE),
+                                                                 os.environ.get('PYTHONPATH'))
+                                                     if p)})
+    text = out.getvalue()
+    assert code == 0, text
+    runs = os.listdir(tmp_path / 'runs')
+    assert len(runs) == 1, runs                     # rank 1 wrote no report here
+    metrics = json.loads((tmp_path / 'runs' / runs[0] / 'metrics.json').read_text())['13.1']
+    assert metrics['status'] == 'ok' and metrics['epochs_run'] == 1
+    assert 'x 2 workers (dist_sync' in text and '[worker 1] loss' not in text
+    scratch = [line.split('report: ')[1].split(' (')[0] for line in text.splitlines()
+               if line.startswith('[worker 1] report: ')]
+    assert scratch and not os.path.exists(scratch[0])   # rank 1's scratch report is gone
