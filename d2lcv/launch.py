@@ -85,7 +85,7 @@ class _Proc:
         # own session = own process group, so killing it also kills what it started
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+                                      start_new_session=True, preexec_fn=_die_with_parent())
         self.thread = threading.Thread(target=self._pump, args=(out, lock), daemon=True)
         self.thread.start()
 
@@ -104,6 +104,24 @@ class _Proc:
             os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _die_with_parent():
+    """On Linux, a ``preexec_fn`` that has the child killed if the launcher itself dies
+    (even by SIGKILL), so no worker outlives it; elsewhere ``None``."""
+    if not sys.platform.startswith('linux'):
+        return None
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # pragma: no cover - exotic libc
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec():
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+    return preexec
 
 
 def _write(out, data):
