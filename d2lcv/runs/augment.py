@@ -2,6 +2,7 @@
 from mxnet import gluon, image, init
 
 from .. import augment
+from ..dist import kv_num_workers
 from ..models import resnet18
 from ..plot import show_images
 
@@ -22,13 +23,18 @@ def run(ctx):
                'first 32 training images' + (' (synthetic twin)' if ctx.tiny else ''))
 
     opts = ctx.options
+    # dist kvstore: batch_size is per worker; dividing the default keeps the one-process
+    # run's global batch and number of steps
+    workers = kv_num_workers(ctx.kvstore)
     if ctx.tiny:
         # ResNet-18 trains at ~23 examples/s on a 2-core CPU: a one-minute budget; small
         # batches so BatchNorm's running statistics settle (momentum 0.9) within it
-        batch_size, num_epochs = opts.get('batch_size', 16), opts.get('num_epochs', 3)
+        batch_size = opts.get('batch_size', max(1, 16 // workers))
+        num_epochs = opts.get('num_epochs', 3)
         num_train, num_test = opts.get('num_train', 320), opts.get('num_test', 200)
     else:
-        batch_size, num_epochs = opts.get('batch_size', 256), opts.get('num_epochs', 10)
+        batch_size = opts.get('batch_size', max(1, 256 // workers))
+        num_epochs = opts.get('num_epochs', 10)
         num_train = num_test = None
     net = resnet18(10)
     net.initialize(init=init.Xavier(), ctx=ctx.devices)
@@ -41,7 +47,9 @@ def run(ctx):
     rep.attach('13_1_training.png', 'ResNet-18 with random left-right flips: loss and accuracy')
     for key in ('train_loss', 'train_acc', 'test_acc', 'examples_per_sec', 'epochs_run'):
         rep.metric(key, result[key])
+    where = f'{ctx.devices}' + (f' x {workers} workers ({ctx.kvstore.type}, batch per '
+                                'worker, rank 0\'s shard metrics)' if workers > 1 else '')
     rep.note(f'ResNet-18 (13.13 variant), Adam lr 0.001, batch {batch_size}, {num_epochs} '
-             f'epochs on {ctx.devices}; data: '
+             f'epochs on {where}; data: '
              + (f'synthetic CIFAR-10 twin, first {num_train} training and {num_test} test '
                 'images' if ctx.tiny else 'CIFAR-10'))
