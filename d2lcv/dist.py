@@ -29,7 +29,7 @@ from mxnet.base import _LIB, check_call
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
-           'lead_only_dir']
+           'shard_loader', 'lead_only_dir']
 
 # MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
 _DIST = {}
@@ -154,6 +154,21 @@ def shard_dataset(dataset, num_parts=1, part_index=0):
     if num_parts == 1 and part_index == 0:
         return dataset
     return ShardedDataset(dataset, shard_indices(len(dataset), num_parts, part_index))
+
+
+def shard_loader(dataset, batch_size, kvstore=None, shuffle=True, **kwargs):
+    """A training ``DataLoader`` over this worker's shard of ``dataset``.
+
+    Without a dist kvstore: over the whole data set (``DataLoader``'s defaults). With one:
+    over shard ``kv.rank`` of ``kv.num_workers`` equal shards, dropping the last partial
+    batch (every worker must take as many steps of the same size). The section training
+    functions build their training loaders with it, e.g.
+    ``shard_loader(train_imgs.transform_first(train_augs), batch_size, kv)``.
+    """
+    if is_distributed(kvstore):
+        dataset = shard_dataset(dataset, kv_num_workers(kvstore), kv_rank(kvstore))
+        kwargs.setdefault('last_batch', 'discard')
+    return gluon.data.DataLoader(dataset, batch_size, shuffle=shuffle, **kwargs)
 
 
 def lead_only_dir(kvstore, out_dir):

@@ -60,6 +60,8 @@ def main():
     p.add_argument('--batch-size', type=int, default=25)
     p.add_argument('--stall-rank', type=int, default=-1)
     p.add_argument('--devices', type=int, default=1, help='CPU contexts per worker')
+    p.add_argument('--by-name', action='store_true',
+                   help="give the Trainer the kvstore's name and train_ch13 none (inferred)")
     args = p.parse_args()
 
     kv = dist.create_kvstore(args.kvstore)
@@ -76,7 +78,7 @@ def main():
     stall = os.path.join(args.out, f'stall{rank}.pid') if rank == args.stall_rank else None
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01},
-                            kvstore=kv)
+                            kvstore=args.kvstore if args.by_name else kv)
     first = {}
 
     class FirstLoss(d2lcv.Animator):
@@ -88,7 +90,8 @@ def main():
     animator = FirstLoss(legend=['train loss', 'train acc', 'test acc'],
                          save_path=os.path.join(args.out, 'animator.png'))
     result = d2lcv.train_ch13(net, Stall(train_iter, stall), test_iter, loss, trainer,
-                              args.epochs, devices, kvstore=kv, animator=animator,
+                              args.epochs, devices, kvstore=None if args.by_name else kv,
+                              animator=animator,
                               progress=False, checkpoint=os.path.join(args.out, 'ckpt'))
     net.save_parameters(os.path.join(args.out, f'rank{rank}.params'))
     info = {'rank': rank, 'num_workers': workers, 'shard': len(train_iter._dataset),

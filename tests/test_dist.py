@@ -95,6 +95,22 @@ def test_sharded_dataset_reads_the_right_examples(tmp_path):
     assert dist.shard_dataset(whole) is whole
 
 
+class _FakeDistKV:
+    """Stands for a dist ``KVStore`` where only its rank and size matter."""
+    type, rank, num_workers = 'dist_sync', 1, 3
+
+
+def test_shard_loader():
+    data = gluon.data.ArrayDataset(onp.arange(23, dtype='float32'), onp.arange(23))
+    whole = dist.shard_loader(data, 5, 'device', shuffle=False)
+    assert len(whole) == 5 and [len(y) for _, y in whole][-1] == 3   # last batch kept
+    part = dist.shard_loader(data, 2, _FakeDistKV(), shuffle=False)
+    got = onp.concatenate([y.asnumpy() for _, y in part])
+    # shard 1 of 3 of 23 examples: 1, 4, ..., 19 (7 examples), last partial batch dropped
+    assert got.tolist() == [1, 4, 7, 10, 13, 16] and len(part) == 3
+    assert dist.kv_rank(_FakeDistKV()) == 1 and dist.kv_num_workers(_FakeDistKV()) == 3
+
+
 # ---------------------------------------------------------------- kvstore helpers
 
 def test_kvstore_names():
@@ -271,8 +287,9 @@ def test_killed_worker_fails_the_launch(tmp_path, twin):
     result = {}
 
     def run():
+        # --by-name: the Trainer gets 'dist_sync' by name, train_ch13 infers the kvstore
         result['code'] = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '50',
-                                       '--stall-rank', '1'], timeout=40, out=out)
+                                       '--stall-rank', '1', '--by-name'], timeout=40, out=out)
         result['end'] = time.time()
 
     thread = threading.Thread(target=run)
