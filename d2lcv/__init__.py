@@ -35,5 +35,6 @@ from .bbox import (bbox_to_rect, box_corner_to_center, box_center_to_corner,  # 
 from .anchors import (multibox_prior, box_iou, assign_anchor_to_bbox, offset_boxes,  # noqa
                       offset_inverse, multibox_target, nms, multibox_detection,
                       display_anchors)
+from .rcnn import roi_pool, roi_align  # noqa: E402
 
 __version__ = '0.1.0'

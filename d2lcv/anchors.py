@@ -394,8 +394,8 @@ def nms(boxes, scores, iou_threshold, classes=None):
         raise ValueError(f'nms takes boxes (N, 4) and scores (N,), got {b.shape}, {s.shape}')
     c = onp.zeros(len(s)) if classes is None else _host(classes)
     order = onp.argsort(-s, kind='stable')
-    keep = _nms_sorted(b[order][None], c[order][None], onp.ones((1, len(s)), bool),
-                       iou_threshold)[0]
+    keep = _nms_sorted(b[order][None], None if classes is None else c[order][None],
+                       onp.ones((1, len(s)), bool), iou_threshold)[0]
     return order[keep]
 
 
@@ -411,25 +411,32 @@ def _nms_sorted(boxes, cls, alive, thr, block=64):
     """
     B, S = alive.shape
     keep = onp.zeros((B, S), bool)
-    # The kept boxes so far, packed to the left per image.
-    cap = 8
-    kept_b = onp.zeros((B, cap, 4), 'float32')
-    kept_c = onp.full((B, cap), onp.nan, 'float32')
+    # Coordinate planes (4, B, S): contiguous rows make the pairwise tests fast.
+    planes = onp.ascontiguousarray(onp.moveaxis(boxes, -1, 0), dtype='float32')
+    area = (planes[2] - planes[0]) * (planes[3] - planes[1])
+    one_class = cls is None
+    # The kept boxes so far, packed to the left per image: coordinates, area, class.
+    cap = 64
+    kept = onp.zeros((6, B, cap), 'float32')
     kept_n = onp.zeros(B, onp.int64)
-    tri = onp.triu(onp.ones((block, block), bool), 1)           # earlier row i < later row j
+    tri = onp.triu(onp.ones((block, block), bool), 1)            # earlier row i < later row j
     for start in range(0, S, block):
         sl = slice(start, min(start + block, S))
-        bb, cc, al = boxes[:, sl], cls[:, sl], alive[:, sl].copy()
+        n = sl.stop - sl.start
+        bp, ba, al = planes[:, :, sl], area[:, sl], alive[:, sl].copy()
+        bc = None if one_class else cls[:, sl]
         k = int(kept_n.max())
         if k:
-            iou = _iou(bb, kept_b[:, :k])                        # (B, K, k)
-            hit = (iou >= thr) & (cc[:, :, None] == kept_c[:, None, :k])
+            hit = _overlaps(bp, ba, kept[:4, :, :k], kept[4, :, :k], thr)   # (B, n, k)
+            if not one_class:
+                hit &= bc[:, :, None] == kept[5, :, None, :k]
             al &= ~hit.any(axis=2)
-        n = bb.shape[1]
-        sup = (_iou(bb, bb) >= thr) & (cc[:, :, None] == cc[:, None, :]) & tri[:n, :n]
+        sup = _overlaps(bp, ba, bp, ba, thr) & tri[:n, :n]              # (B, n, n)
+        if not one_class:
+            sup &= bc[:, :, None] == bc[:, None, :]
         sup &= al[:, :, None]
-        kb = al.copy()
-        while True:                                               # at most n rounds
+        kb = al
+        while True:                                                   # at most n rounds
             new = al & ~(sup & kb[:, :, None]).any(axis=1)
             if (new == kb).all():
                 break
@@ -440,16 +447,33 @@ def _nms_sorted(boxes, cls, alive, thr, block=64):
         need = int((kept_n + cnt).max())
         if need > cap:
             cap = max(need, 2 * cap)
-            kept_b = onp.concatenate([kept_b, onp.zeros((B, cap - kept_b.shape[1], 4),
-                                                        'float32')], axis=1)
-            kept_c = onp.concatenate([kept_c, onp.full((B, cap - kept_c.shape[1]), onp.nan,
-                                                       'float32')], axis=1)
+            kept = onp.concatenate([kept, onp.zeros((6, B, cap - kept.shape[2]), 'float32')],
+                                   axis=2)
         bi, ji = onp.nonzero(kb)
         pos = kept_n[bi] + (onp.cumsum(kb, axis=1) - 1)[bi, ji]
-        kept_b[bi, pos] = bb[bi, ji]
-        kept_c[bi, pos] = cc[bi, ji]
+        kept[:4, bi, pos] = bp[:, bi, ji]
+        kept[4, bi, pos] = ba[bi, ji]
+        if not one_class:
+            kept[5, bi, pos] = bc[bi, ji]
         kept_n += cnt
     return keep
+
+
+def _overlaps(p1, a1, p2, a2, thr):
+    """``IoU >= thr`` for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against ``p2 (4, B, k)``,
+    ``a2 (B, k)`` -> (B, n, k) bool; the operators' formula, in place to save passes."""
+    iw = onp.minimum(p1[2][:, :, None], p2[2][:, None, :])
+    iw -= onp.maximum(p1[0][:, :, None], p2[0][:, None, :])
+    onp.maximum(iw, 0, out=iw)
+    ih = onp.minimum(p1[3][:, :, None], p2[3][:, None, :])
+    ih -= onp.maximum(p1[1][:, :, None], p2[1][:, None, :])
+    onp.maximum(ih, 0, out=ih)
+    iw *= ih                                                            # intersection
+    union = onp.add(a1[:, :, None], a2[:, None, :], out=ih)
+    union -= iw
+    with onp.errstate(divide='ignore', invalid='ignore'):
+        iw /= union
+    return iw >= thr          # NaN (0/0) and negative unions compare False; thr > 0
 
 
 def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, threshold=0.01,
@@ -522,7 +546,7 @@ def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_supp
     # Beyond the top k the operator leaves the unsorted rows, marked -1.
     srt = onp.where(in_nms[..., None], srt, out)
     S = int(nkeep.max())
-    c = onp.zeros((B, S), 'float32') if force_suppress else srt[:, :S, 0]
+    c = None if force_suppress or cp.shape[1] == 2 else srt[:, :S, 0]
     keep = _nms_sorted(srt[:, :S, 2:], c, in_nms[:, :S], nms_threshold)
     drop = (pos < nvalid[:, None])
     drop[:, :S] &= ~keep
