@@ -569,7 +569,8 @@ def display_anchors(fmap_w, fmap_h, s, img=None, ratios=(1, 2, 0.5), ax=None, im
     h, w = img.shape[:2]
     if ax is None:
         set_figsize()
-        ax = plt.imshow(img).axes
+        ax = plt.figure().gca()
+        ax.imshow(img)
     else:
         ax.imshow(img)
     # The values of the first two dimensions do not affect the output.
