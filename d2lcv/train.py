@@ -120,8 +120,9 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
 
     Returns ``(loss_sum, correct)``: Python floats (as in the chapter) when ``sync``, else
     scalars on ``devices[0]`` that can be summed without waiting for the device.
-    ``kv_workers``: number of workers of a dist kvstore; their gradients are summed on the
-    servers, so the step is normalised by the global batch ``labels.shape[0] * kv_workers``.
+    ``kv_workers``: number of workers of a synchronous dist kvstore; their gradients are
+    summed on the servers, so the step is normalised by the global batch
+    ``labels.shape[0] * kv_workers`` (1 for ``dist_async``: each push is a step of its own).
     """
     devices = resolve_devices(devices)
     X_shards, y_shards = split_f(features, labels, devices)
@@ -204,8 +205,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the
     trainer). With a dist kvstore (``'dist_sync'``, ``'dist_async'`` or such a ``KVStore``,
     see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
-    number of equal-sized batches on every worker; each step is normalised by the global
-    batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``, prints, draws
+    number of equal-sized batches on every worker; each synchronous step is normalised by
+    the global batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``, prints, draws
     and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The result's
     ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
     aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
@@ -221,6 +222,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                          'batch size with last_batch="discard"?)')
     kv, distributed = _check_kvstore(trainer, kvstore)
     rank, kv_workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
+    # as MXNet's Module: only a synchronous step sums the gradients of all workers
+    step_workers = kv_workers if distributed and '_sync' in kv.type else 1
     lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
     verbose, progress = verbose and lead, progress and lead
     skipped_test = not lead and test_iter is not None
@@ -257,7 +260,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
             if distributed:
                 batch_size = _check_batch(batch_size, labels.shape[0], epoch, i)
             l, acc = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
-                                      sync=False, kv_workers=kv_workers)
+                                      sync=False, kv_workers=step_workers)
             metric.add(l, acc, labels.shape[0], labels.size)
             bar.update(1)
             if (i + 1) % report_every == 0 or i + 1 == num_batches:
