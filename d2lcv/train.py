@@ -206,8 +206,9 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     trainer). With a dist kvstore (``'dist_sync'``, ``'dist_async'`` or such a ``KVStore``,
     see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
     number of equal-sized batches on every worker; each synchronous step is normalised by
-    the global batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``, prints, draws
-    and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The result's
+    the global batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``,
+    prints, draws and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The
+    result's
     ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
     aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
     as many examples) and ``examples_per_sec_worker`` rank 0's own. With the optimizer on
@@ -311,16 +312,13 @@ def _check_kvstore(trainer, kvstore):
     the one the caller names (a dist kvstore the Trainer does not use would train each
     worker alone on its shard, silently)."""
     used = dist.trainer_kvstore(trainer)
-    if kvstore is None:
-        kv = used
-    else:
-        kv = dist.create_kvstore(kvstore)
-        if dist.is_distributed(kv) and used is not kv:
-            raise ValueError(
-                f'train_ch13(kvstore={kvstore!r}) but the Trainer was created with kvstore='
-                f'{getattr(used, "type", used)!r}: pass the same kvstore to both, e.g. '
-                "kv = d2lcv.dist.create_kvstore('dist_sync'); "
-                "gluon.Trainer(params, 'adam', {...}, kvstore=kv)")
+    kv = used if kvstore is None else dist.create_kvstore(kvstore)
+    if (dist.is_distributed(kv) or dist.is_distributed(used)) and kv is not used:
+        raise ValueError(
+            f'train_ch13(kvstore={kvstore!r}) but the Trainer was created with kvstore='
+            f'{getattr(used, "type", used)!r}: pass the same kvstore to both, e.g. '
+            "kv = d2lcv.dist.create_kvstore('dist_sync'); "
+            "gluon.Trainer(params, 'adam', {...}, kvstore=kv)")
     if dist.is_distributed(kv):
         # the servers keep the keys (0..N) and optimizer of the Trainer that first used them
         owner = getattr(kv, '_d2lcv_trainer', None)

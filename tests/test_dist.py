@@ -182,6 +182,46 @@ def test_dist_batches_must_keep_their_size():
         _check_batch(32, 8, 1, 7)
 
 
+class _UnusableDistKV(mx.kv.KVStoreBase):
+    """A dist ``KVStore`` by its type; ``train_ch13`` must refuse it before any step."""
+    type, rank, num_workers = 'dist_sync', 0, 2
+
+    def __init__(self):  # no parameter-server job behind it
+        pass
+
+
+def _never_iterated(n=3):
+    class It:
+        def __len__(self):
+            return n
+
+        def __iter__(self):
+            raise AssertionError('train_ch13 started training')
+    return It()
+
+
+def test_train_ch13_refuses_mismatched_kvstores():
+    net = _tiny_net([mx.cpu()])
+    loss = gluon.loss.SoftmaxCrossEntropyLoss()
+    fake = _UnusableDistKV()
+    kw = dict(progress=False, verbose=False, save_path=os.devnull)
+    # a dist kvstore the Trainer does not use: every worker would train alone
+    trainer = gluon.Trainer(net.collect_params(), 'adam', kvstore='device')
+    with pytest.raises(ValueError, match="Trainer was created with kvstore='device'"):
+        d2lcv.train_ch13(net, _never_iterated(), None, loss, trainer, 1, [mx.cpu()],
+                         kvstore=fake, **kw)
+    # the Trainer's dist kvstore, named otherwise by the caller
+    trainer = gluon.Trainer(net.collect_params(), 'adam', kvstore=fake)
+    with pytest.raises(ValueError, match="Trainer was created with kvstore='dist_sync'"):
+        d2lcv.train_ch13(net, _never_iterated(), None, loss, trainer, 1, [mx.cpu()],
+                         kvstore='device', **kw)
+    # one dist kvstore, a second Trainer
+    fake._d2lcv_trainer = gluon.Trainer(net.collect_params(), 'adam', kvstore=fake)
+    with pytest.raises(ValueError, match='already served another Trainer'):
+        d2lcv.train_ch13(net, _never_iterated(), None, loss, trainer, 1, [mx.cpu()],
+                         kvstore=fake, **kw)
+
+
 # ---------------------------------------------------------------- launcher, no training
 
 def test_free_ports_distinct_and_sorted():
