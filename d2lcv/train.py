@@ -9,6 +9,7 @@ run resumes after its last finished epoch.
 """
 import json
 import os
+import pickle
 import sys
 import time
 
@@ -141,11 +142,53 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     return loss_sum, correct
 
 
+def _trainer_order(net, trainer):
+    """``net``'s structural names of the trainer's parameters, in the trainer's index order.
+
+    Gluon's Trainer numbers its parameters by their sorted *prefixed* names, and the prefixes
+    come from process-wide counters (``conv9_weight`` sorts after ``conv10_weight``): the
+    same model built again can number them differently, and the optimizer state, saved by
+    number, would land on the wrong parameters.
+    """
+    names = {id(p): n for n, p in net._collect_params_with_prefix().items()}
+    return [names.get(id(p)) for p in trainer._params]
+
+
+def _load_states_by_name(trainer, path, saved_order, order):
+    """``trainer.load_states(path)``, renumbering the saved per-parameter state (and the
+    optimizer's update counts) from ``saved_order`` to ``order`` when they differ."""
+    if not saved_order or saved_order == order or None in order or \
+            sorted(saved_order, key=str) != sorted(order, key=str):
+        trainer.load_states(path)
+        return
+    new_index = {old: order.index(name) for old, name in enumerate(saved_order)}
+    with open(path, 'rb') as f:
+        obj = pickle.load(f)
+    states, optimizer = obj if isinstance(obj, tuple) and len(obj) == 2 else (obj, None)
+    tables = [states]
+    if optimizer is not None:
+        tables += list(getattr(optimizer, '_all_index_update_counts', {}).values())
+        tables.append(getattr(optimizer, 'idx2name', {}))
+    for table in tables:  # in place: the optimizer aliases one of its count tables
+        renumbered = {new_index.get(k, k): v for k, v in table.items()}
+        table.clear()
+        table.update(renumbered)
+    tmp = f'{path}.renumbered{os.getpid()}'
+    try:
+        with open(tmp, 'wb') as f:
+            pickle.dump(obj, f)
+        trainer.load_states(tmp)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 class _Checkpoint:
     """Parameters, trainer state and progress after each finished epoch.
 
     Files ``<path>.params``, ``<path>.states`` and ``<path>.json``; each is written under a
-    temporary name and renamed, the JSON last, so it only ever names a complete epoch.
+    temporary name and renamed, the JSON last, so it only ever names a complete epoch. The
+    JSON records which parameter each optimizer state belongs to (see ``_trainer_order``).
     """
 
     def __init__(self, path):
@@ -161,6 +204,9 @@ class _Checkpoint:
         # and MXNet cannot save it from a worker: it restarts on resume
         if not (trainer._distributed and trainer._update_on_kvstore):
             writers.append(('.states', trainer.save_states))
+            state = dict(state, param_order=_trainer_order(net, trainer))
+        elif os.path.exists(self.path + '.states'):
+            os.remove(self.path + '.states')  # an older run's: not this one's state
         for suffix, writer in writers:
             tmp = f'{self.path}{suffix}.tmp'
             writer(tmp)
@@ -175,7 +221,8 @@ class _Checkpoint:
             state = json.load(f)
         net.load_parameters(self.path + '.params', ctx=devices)
         if states and os.path.exists(self.path + '.states'):
-            trainer.load_states(self.path + '.states')
+            _load_states_by_name(trainer, self.path + '.states', state.get('param_order'),
+                                 _trainer_order(net, trainer))
         return state
 
 
