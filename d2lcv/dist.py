@@ -17,8 +17,9 @@ the same new weights. ``train_ch13`` normalises each step by the *global* batch
 rate is left as given (with plain SGD the linear-scaling rule would multiply it by
 ``num_workers``; Adam, the chapter's optimizer, is insensitive to the gradient's scale).
 With ``dist_async`` each worker's push is a step of its own, normalised by its own batch
-(as MXNet's Module does). Only rank 0 evaluates, prints, draws and writes checkpoints. BatchNorm's running statistics
-are not gradients: each worker keeps its own, and rank 0's are the ones saved.
+(as MXNet's Module does). Only rank 0 evaluates, prints, draws and writes checkpoints.
+BatchNorm's running statistics are not gradients: each worker keeps its own, and rank 0's
+are the ones saved.
 """
 import atexit
 import os

@@ -253,7 +253,8 @@ def test_cli_launch_bad_arguments(capsys):
 def test_launch_failing_worker_named():
     out = io.StringIO()
     tik = time.time()
-    code = launch(2, 1, [PY, '-c', 'import os, sys; print("rank", os.environ["D2LCV_LAUNCH_RANK"]);'
+    code = launch(2, 1, [PY, '-c', 'import os, sys; '
+                                   'print("rank", os.environ["D2LCV_LAUNCH_RANK"]); '
                                    'sys.exit(3 if os.environ["DMLC_ROLE"] == "worker" else 0)'],
                   timeout=30, out=out)
     text = out.getvalue()
@@ -352,7 +353,7 @@ def test_killed_worker_fails_the_launch(tmp_path, twin):
 
 @pytest.mark.slow
 def test_run_augment_under_launcher(tmp_path, twin):
-    """``d2lcv launch -n 2 -s 1 -- d2lcv run augment --kvstore dist_sync``: one report, rank 0's."""
+    """``d2lcv launch -n 2 -s 1 -- d2lcv run augment --kvstore dist_sync``: one report."""
     out = io.StringIO()
     cmd = [PY, '-m', 'd2lcv', 'run', 'augment', '--tiny', '--kvstore', 'dist_sync', '--out',
            str(tmp_path / 'runs'), '--set', 'batch_size=8', '--set', 'num_train=64',
@@ -371,3 +372,26 @@ def test_run_augment_under_launcher(tmp_path, twin):
     scratch = [line.split('report: ')[1].split(' (')[0] for line in text.splitlines()
                if line.startswith('[worker 1] report: ')]
     assert scratch and not os.path.exists(scratch[0])   # rank 1's scratch report is gone
+
+
+@pytest.mark.slow
+def test_mxnet_launcher_runs_the_same_job(tmp_path, twin):
+    """The multi-machine route of the README, in MXNet's ``--launcher local`` mode."""
+    import subprocess
+    cmd = [PY, '-m', 'd2lcv.mxlaunch', '-n', '2', '-s', '1', '--launcher', 'local',
+           f'{PY} {WORKER} {tmp_path} --epochs 1']
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (os.path.dirname(HERE), os.environ.get('PYTHONPATH')) if p))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        text = proc.communicate(timeout=60)[0].decode(errors='replace')
+    except subprocess.TimeoutExpired:  # MXNet's launcher has no timeout of its own
+        os.killpg(proc.pid, signal.SIGKILL)
+        text = proc.communicate()[0].decode(errors='replace')
+        pytest.fail(f'MXNet launcher hung:\n{text}')
+    assert proc.returncode == 0, text
+    p0, p1 = (_param_arrays(str(tmp_path / f'rank{r}.params')) for r in range(2))
+    for k in p0:
+        if not k.endswith(('running_mean', 'running_var')):
+            onp.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
