@@ -14,8 +14,8 @@ host by port. The workers also see ``D2LCV_LAUNCH_RANK`` (their launcher index).
 
 Servers and the scheduler run ``python -c "import mxnet"`` (importing MXNet with
 ``DMLC_ROLE=server|scheduler`` runs the server loop), so ``command`` needs no special
-case for them. Several machines: see the README (MXNet's own ``tools/launch.py`` over ssh);
-``hosts`` here only accepts this machine's loopback names.
+case for them. Several machines: :mod:`d2lcv.mxlaunch` (MXNet's own launcher, over ssh) and
+the README; ``hosts`` here only accepts this machine's loopback names.
 
 Command line (also ``python -m d2lcv.launch``)::
 
@@ -71,8 +71,9 @@ def read_hosts(path):
     if remote:
         raise LaunchError(
             f'{path}: host {remote[0]!r} is not this machine. d2lcv launch runs on one '
-            'machine only; for several machines use MXNet\'s tools/launch.py --launcher ssh '
-            '(see the README, "Several machines").')
+            'machine only; for several machines use MXNet\'s launcher: python -m '
+            'd2lcv.mxlaunch -n N -s S -H HOSTS --launcher ssh "COMMAND" (README, "Several '
+            'machines").')
     return hosts
 
 
@@ -206,7 +207,8 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
     elif hosts:
         bad = [h for h in hosts if h not in LOCAL_HOSTS]
         if bad:
-            raise LaunchError(f'host {bad[0]!r} is not this machine (see the README)')
+            raise LaunchError(f'host {bad[0]!r} is not this machine: for several machines '
+                              'use python -m d2lcv.mxlaunch (see the README)')
     server_command = server_command or [sys.executable, '-c', 'import mxnet']
     root_port, *ports = free_ports(1 + num_servers + num_workers)
     base = dict(os.environ)
