@@ -176,16 +176,25 @@ def box_iou(boxes1, boxes2):
 def _iou(b1, b2):
     """IoU of ``b1 (..., N, 4)`` with ``b2 (..., M, 4)`` -> ``(..., N, M)``, float32, with the
     operators' formula: ``inter / (area1 + area2 - inter)``, 0 where that union is <= 0."""
-    # Shape of `lt`, `rb`, `wh`: (..., N, M, 2)
-    lt = onp.maximum(b1[..., :, None, :2], b2[..., None, :, :2])
-    rb = onp.minimum(b1[..., :, None, 2:], b2[..., None, :, 2:])
-    wh = onp.maximum(rb - lt, 0)
-    inter = wh[..., 0] * wh[..., 1]
+    b1, b2 = b1.astype('float32', copy=False), b2.astype('float32', copy=False)
+    # Each coordinate as (..., N, 1) against (..., 1, M); in-place to save passes.
+    c1 = [b1[..., :, None, k] for k in range(4)]
+    c2 = [b2[..., None, :, k] for k in range(4)]
+    iw = onp.minimum(c1[2], c2[2])
+    iw -= onp.maximum(c1[0], c2[0])
+    onp.maximum(iw, 0, out=iw)
+    ih = onp.minimum(c1[3], c2[3])
+    ih -= onp.maximum(c1[1], c2[1])
+    onp.maximum(ih, 0, out=ih)
+    inter = onp.multiply(iw, ih, out=iw)
     area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
     area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    with onp.errstate(divide='ignore', invalid='ignore'):
-        return onp.where(union > 0, inter / onp.where(union > 0, union, 1), 0).astype('float32')
+    union = onp.add(area1[..., :, None], area2[..., None, :], out=ih)
+    union -= inter
+    ok = union > 0
+    onp.divide(inter, union, out=inter, where=ok)
+    inter[~ok] = 0
+    return inter
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,34 +227,37 @@ def assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5, num_gt=None)
     _check_last(anc, 4, 'anchors')
     if num_gt is None:
         num_gt = onp.full(gt.shape[0], gt.shape[1])
-    out = _assign(_iou(anc, gt), onp.asarray(num_gt), iou_threshold)
+    out = _assign(_iou(gt, anc), onp.asarray(num_gt), iou_threshold)
     return out[0] if squeeze else out
 
 
 def _assign(iou, num_gt, iou_threshold):
-    """``iou (B or 1, A, M)``, ``num_gt (B,)`` -> ``(B, A)`` box index per anchor, -1: none."""
-    B, M = len(num_gt), iou.shape[2]
-    iou = onp.broadcast_to(iou, (B,) + iou.shape[1:])
-    A = iou.shape[1]
-    gt_ok = onp.arange(M)[None, :] < num_gt[:, None]            # (B, M)
-    work = onp.where(gt_ok[:, None, :], iou, -1.0).astype('float32')  # (B, A, M)
+    """``iou (B or 1, M, A)`` (boxes by anchors: the long axis innermost), ``num_gt (B,)`` ->
+    ``(B, A)`` box index per anchor, -1 for none."""
+    B, M = len(num_gt), iou.shape[1]
+    A = iou.shape[2]
+    gt_ok = onp.arange(M)[None, :] < num_gt[:, None]             # (B, M)
+    masked = onp.where(gt_ok[:, :, None], iou, onp.float32(-1))  # (B, M, A)
+    work = masked.copy()
     match = onp.full((B, A), -1, dtype=onp.int64)
     rows = onp.arange(B)
-    # Greedy bipartite pass: one round per box, each round vectorised over the batch.
+    # Greedy bipartite pass: one round per box, each round vectorised over the batch. The
+    # largest IoU left; ties go to the lowest anchor, then the lowest box (the operator's
+    # scan order): the first anchor reaching the maximum, then its first box reaching it.
     for _ in range(M):
-        flat = work.reshape(B, A * M)
-        best = flat.argmax(axis=1)                               # first maximum: lowest (a, m)
-        ok = flat[rows, best] > 1e-6
+        best_per_anchor = work.max(axis=1)                        # (B, A)
+        a = best_per_anchor.argmax(axis=1)                        # (B,)
+        ok = best_per_anchor[rows, a] > 1e-6
         if not ok.any():
             break
-        b, a, m = rows[ok], best[ok] // M, best[ok] % M
+        b, a = rows[ok], a[ok]
+        m = work[b, :, a].argmax(axis=1)
         match[b, a] = m
-        work[b, a, :] = -1                                       # discard the row ...
-        work[b, :, m] = -1                                       # ... and the column
+        work[b, :, a] = -1                                        # discard the anchor ...
+        work[b, m, :] = -1                                        # ... and the box
     # Threshold pass over the anchors left unmatched.
-    masked = onp.where(gt_ok[:, None, :], iou, -1.0)
-    best_gt = masked.argmax(axis=2)                              # (B, A)
-    best_iou = onp.take_along_axis(masked, best_gt[..., None], axis=2)[..., 0]
+    best_gt = masked.argmax(axis=1)                               # (B, A)
+    best_iou = masked.max(axis=1)
     extra = (match < 0) & (best_iou > iou_threshold)
     match[extra] = best_gt[extra]
     return match
@@ -366,17 +378,20 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
 
 def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variances):
     B, A = lab.shape[0], anc.shape[0]
-    iou = _iou(anc[None], lab[..., 1:])                          # (B, A, M)
+    # (B, M, A): the long axis innermost is ~10x faster than (B, A, M)
+    iou = _iou(lab[..., 1:], anc[None])
     match = _assign(iou, num_gt, overlap_threshold if overlap_threshold > 0 else onp.inf)
-    pos = match >= 0                                             # (B, A)
-    idx = onp.maximum(match, 0)
-    assigned = onp.take_along_axis(lab, idx[..., None], axis=1)  # (B, A, 5)
-    cls = onp.where(pos, assigned[..., 0] + 1, 0).astype('float32')
+    # Only the positive anchors get offsets and classes: gather just those.
+    bi, ai = onp.nonzero(match >= 0)                             # (P,), (P,)
+    gt = lab[bi, match[bi, ai]]                                  # (P, 5)
+    cls = onp.zeros((B, A), 'float32')
     cls[num_gt == 0] = ignore_label
-    off = _offset_boxes(anc[None], assigned[..., 1:], variances)
-    off = onp.where(pos[..., None], off, 0).astype('float32')
-    mask = onp.repeat(pos, 4, axis=1).astype('float32')
-    return off.reshape(B, 4 * A), mask, cls
+    cls[bi, ai] = gt[:, 0] + 1
+    off = onp.zeros((B, A, 4), 'float32')
+    off[bi, ai] = _offset_boxes(anc[ai], gt[:, 1:], variances)
+    mask = onp.zeros((B, A, 4), 'float32')
+    mask[bi, ai] = 1
+    return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
 
 
 # ---------------------------------------------------------------------------------------
