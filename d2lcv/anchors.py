@@ -414,7 +414,7 @@ def nms(boxes, scores, iou_threshold, classes=None):
     return order[keep]
 
 
-def _nms_sorted(boxes, cls, alive, thr, block=64):
+def _nms_sorted(boxes, cls, alive, thr, block=32):
     """Greedy NMS over rows already sorted by score, for a batch.
 
     ``boxes (B, S, 4)``, ``cls (B, S)``, ``alive (B, S)`` (rows taking part) -> ``keep (B, S)``.
@@ -482,7 +482,8 @@ def _overlaps(p1, a1, p2, a2, thr):
     onp.maximum(iw, 0, out=iw)
     ih = onp.minimum(p1[3][:, :, None], p2[3][:, None, :])
     ih -= onp.maximum(p1[1][:, :, None], p2[1][:, None, :])
-    onp.maximum(ih, 0, out=ih)
+    # ih is left unclipped: with iw >= 0 a negative ih gives inter <= 0, so IoU <= 0 < thr,
+    # and every real overlap keeps the operator's exact value. One pass fewer.
     iw *= ih                                                            # intersection
     union = onp.add(a1[:, :, None], a2[:, None, :], out=ih)
     union -= iw
@@ -539,34 +540,34 @@ def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_supp
                         variances, nms_topk):
     B, _, A = cp.shape
     fg = cp[:, 1:, :]                                             # (B, C, A)
-    cls = fg.argmax(axis=1)                                       # first maximum wins
-    score = onp.take_along_axis(fg, cls[:, None, :], axis=1)[:, 0]
-    valid = score >= threshold                                    # (B, A)
+    cls = fg.argmax(axis=1).astype('float32')                     # first maximum wins
+    score = fg.max(axis=1)                                        # (B, A)
+    valid = score >= threshold
+    nvalid = valid.sum(axis=1)                                    # (B,)
     boxes = _offset_inverse(anc[None], off, variances, clip)      # (B, A, 4)
-    rows = onp.concatenate([cls[..., None].astype('float32'), score[..., None], boxes],
-                           axis=-1)                               # (B, A, 6)
-    # Compact the valid rows to the front, in anchor order.
-    comp = onp.argsort(~valid, axis=1, kind='stable')
-    rows = onp.take_along_axis(rows, comp[..., None], axis=1)
-    nvalid = valid.sum(axis=1)
-    pos = onp.arange(A)[None, :]
-    out = onp.where((pos < nvalid[:, None])[..., None], rows, -1).astype('float32')
-    if not 0 < nms_threshold <= 1:
-        return out
-    key = onp.where(pos < nvalid[:, None], -out[..., 1], onp.inf)
-    order = onp.argsort(key, axis=1, kind='stable')               # by score, ties in order
-    srt = onp.take_along_axis(out, order[..., None], axis=1)
-    nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
-    in_nms = pos < nkeep[:, None]
-    # Beyond the top k the operator leaves the unsorted rows, marked -1.
-    srt = onp.where(in_nms[..., None], srt, out)
-    S = int(nkeep.max())
-    c = None if force_suppress or cp.shape[1] == 2 else srt[:, :S, 0]
-    keep = _nms_sorted(srt[:, :S, 2:], c, in_nms[:, :S], nms_threshold)
-    drop = (pos < nvalid[:, None])
-    drop[:, :S] &= ~keep
-    srt[..., 0] = onp.where(drop, -1, srt[..., 0])
-    return srt
+    rows = onp.concatenate([cls[..., None], score[..., None], boxes], axis=-1)  # (B, A, 6)
+    do_nms = 0 < nms_threshold <= 1
+    # Valid rows first: by decreasing score (ties keep anchor order) when there is NMS,
+    # else just compacted in anchor order, as the operator does.
+    key = onp.where(valid, -score, onp.inf) if do_nms else ~valid
+    order = onp.argsort(key, axis=1, kind='stable')
+    S = int(nvalid.max()) if B else 0
+    bidx = onp.arange(B)[:, None]
+    srt = rows[bidx, order[:, :S]]                                # (B, S, 6)
+    pos = onp.arange(S)[None, :]
+    if do_nms:
+        nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
+        in_nms = pos < nkeep[:, None]
+        if nms_topk > 0:
+            # Beyond the top k the operator leaves the compacted, unsorted rows (marked -1).
+            comp = onp.argsort(~valid, axis=1, kind='stable')[:, :S]
+            srt = onp.where(in_nms[..., None], srt, rows[bidx, comp])
+        c = None if force_suppress or cp.shape[1] == 2 else srt[..., 0]
+        keep = _nms_sorted(srt[..., 2:], c, in_nms, nms_threshold)
+        srt[..., 0] = onp.where(keep, srt[..., 0], -1)
+    out = onp.full((B, A, 6), -1, 'float32')
+    out[:, :S] = onp.where((pos < nvalid[:, None])[..., None], srt, -1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------
