@@ -82,6 +82,11 @@ def _mx(x):
     return np.array(onp.asarray(x, dtype='float32'))
 
 
+def _is_symbol(x):
+    from mxnet import symbol
+    return isinstance(x, symbol.Symbol)
+
+
 def _check_last(x, n, name):
     if x.ndim < 1 or x.shape[-1] != n:
         raise ValueError(f'{name} must have shape (..., {n}), got {tuple(x.shape)}')
@@ -112,6 +117,8 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
     sizes : n sizes in (0, 1]; ratios : m aspect ratios > 0.
     clip : clip the corners to [0, 1].
 
+    A symbolic ``data`` (inside a hybridized block) always goes to the operator.
+
     Returns
     -------
     anchors : (1, H * W * (n + m - 1), 4), corners normalised by the width and height, ordered
@@ -120,6 +127,10 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
         operator's convention: the width is corrected by ``H / W`` in normalised units).
     """
     sizes, ratios = list(onp.atleast_1d(sizes)), list(onp.atleast_1d(ratios))
+    if _is_symbol(data):       # inside a hybridized block: only the operator can run there
+        from mxnet import sym
+        return sym.npx.multibox_prior(data, sizes=[float(s) for s in sizes],
+                                  ratios=[float(r) for r in ratios], clip=clip)
     if len(data.shape) != 4:
         raise ValueError(f'data must have shape (B, C, H, W), got {tuple(data.shape)}')
     if not sizes or not ratios:

@@ -362,3 +362,17 @@ def test_display_anchors_draws_every_anchor():
         cx, cy = p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2
         assert abs(cx - w / 2) < 1e-3 and abs(cy - h / 2) < 1e-3
     d2lcv.plt.close('all')
+
+
+def test_multibox_prior_in_hybridized_block():
+    from mxnet.gluon import nn
+
+    class Prior(nn.HybridBlock):
+        def hybrid_forward(self, F, x):
+            return A.multibox_prior(x, sizes=[0.2, 0.272], ratios=[1, 2, 0.5])
+
+    net = Prior()
+    net.hybridize()
+    X = np.zeros((2, 3, 4, 5))
+    onp.testing.assert_array_equal(net(X).asnumpy(),
+                                   A.multibox_prior(X, [0.2, 0.272], [1, 2, 0.5]).asnumpy())
