@@ -251,6 +251,8 @@ def _assign(iou, num_gt, iou_threshold):
     masked = onp.where(gt_ok[:, :, None], iou, onp.float32(-1))  # (B, M, A)
     work = masked.copy()
     match = onp.full((B, A), -1, dtype=onp.int64)
+    if M == 0:
+        return match
     rows = onp.arange(B)
     # Greedy bipartite pass: one round per box, each round vectorised over the batch. The
     # largest IoU left; ties go to the lowest anchor, then the lowest box (the operator's
@@ -324,6 +326,8 @@ def _num_valid_labels(lab):
     """``lab (B, M, 5)`` -> ``(B,)``: rows before the first row of class -1."""
     pad = lab[..., 0] == -1                                       # (B, M)
     M = lab.shape[1]
+    if M == 0:
+        return onp.zeros(lab.shape[0], onp.int64)
     first = onp.where(pad.any(axis=1), pad.argmax(axis=1), M)
     # The operator insists that a padding row is -1 in x1 as well.
     rows = onp.arange(lab.shape[0])

@@ -376,3 +376,20 @@ def test_multibox_prior_in_hybridized_block():
     X = np.zeros((2, 3, 4, 5))
     onp.testing.assert_array_equal(net(X).asnumpy(),
                                    A.multibox_prior(X, [0.2, 0.272], [1, 2, 0.5]).asnumpy())
+
+
+def test_edge_cases_empty_and_all_below_threshold():
+    anchors = onp.array([ANCHORS_13_4_3], 'float32')
+    off, mask, cls = A.multibox_target(anchors, onp.zeros((2, 0, 5), 'float32'))
+    assert off.shape == (2, 20) and (cls == -1).all() and (mask == 0).all()
+    assert (A.assign_anchor_to_bbox(onp.zeros((0, 4)), anchors[0]) == -1).all()
+    cp = onp.array([CLS_13_4_4], 'float32')
+    for kwargs in ({'threshold': 0.95}, {'threshold': 0.95, 'nms_threshold': 0}):
+        ours = A.multibox_detection(cp, onp.zeros((1, 16)), onp.array([ANCHORS_13_4_4]),
+                                    **kwargs)
+        op = npx.multibox_detection(np.array(cp), np.zeros((1, 16)),
+                                    np.array([ANCHORS_13_4_4]), **kwargs).asnumpy()
+        onp.testing.assert_array_equal(ours, op)
+        assert (ours == -1).all()
+    one = A.multibox_detection(cp[:, :, :1], onp.zeros((1, 4)), onp.array([ANCHORS_13_4_4[:1]]))
+    onp.testing.assert_allclose(one[0, 0], [0, 0.9] + ANCHORS_13_4_4[0], atol=1e-6)
