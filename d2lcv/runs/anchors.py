@@ -6,7 +6,7 @@ implementation and MXNet's operators agree; times both on a small TinySSD-like b
 import time
 
 import numpy as onp
-from mxnet import np, npx
+from mxnet import np
 
 from .. import anchors as A
 from ..bbox import read_image, show_bboxes
