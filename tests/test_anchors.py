@@ -393,3 +393,29 @@ def test_edge_cases_empty_and_all_below_threshold():
         assert (ours == -1).all()
     one = A.multibox_detection(cp[:, :, :1], onp.zeros((1, 4)), onp.array([ANCHORS_13_4_4[:1]]))
     onp.testing.assert_allclose(one[0, 0], [0, 0.9] + ANCHORS_13_4_4[0], atol=1e-6)
+
+
+def test_tinyssd_sized_workload_vs_operator():
+    # 2 images, the 5,444 anchors of TinySSD, 1-3 objects each; detection with most anchors
+    # entering NMS (many blocks, a long kept list)
+    sizes = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
+    anchors = onp.concatenate([A.multibox_prior(onp.zeros((1, 1, s, s)), sizes[i], [1, 2, 0.5])
+                               for i, s in enumerate([32, 16, 8, 4, 1])], axis=1)
+    rng = onp.random.RandomState(6)
+    labels = -onp.ones((2, 3, 5), 'float32')
+    for b, n in enumerate([1, 3]):
+        xy = rng.uniform(0, 0.7, (n, 2))
+        labels[b, :n] = onp.concatenate([onp.zeros((n, 1)), xy, xy + rng.uniform(0.1, 0.3, (n, 2))],
+                                        axis=1)
+    ours = A.multibox_target(anchors, labels)
+    op = npx.multibox_target(np.array(anchors), np.array(labels), np.zeros((2, 2, 5444)))
+    for a, b in zip(ours, op):
+        onp.testing.assert_allclose(a, b.asnumpy(), rtol=1e-5, atol=1e-5)
+    logits = rng.randn(2, 3, 5444)
+    probs = (onp.exp(logits) / onp.exp(logits).sum(axis=1, keepdims=True)).astype('float32')
+    offsets = (0.1 * rng.randn(2, 4 * 5444)).astype('float32')
+    for thr in (0.5, 0.3):
+        ours = A.multibox_detection(probs, offsets, anchors, nms_threshold=thr)
+        op = npx.multibox_detection(np.array(probs), np.array(offsets), np.array(anchors),
+                                    nms_threshold=thr).asnumpy()
+        onp.testing.assert_allclose(ours, op, rtol=1e-5, atol=1e-5)
