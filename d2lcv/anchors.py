@@ -490,21 +490,22 @@ def _nms_sorted(boxes, cls, alive, thr, block=32):
 
 
 def _overlaps(p1, a1, p2, a2, thr):
-    """``IoU >= thr`` for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against ``p2 (4, B, k)``,
-    ``a2 (B, k)`` -> (B, n, k) bool; the operators' formula, in place to save passes."""
+    """``IoU >= thr`` (``thr > 0``) for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against
+    ``p2 (4, B, k)``, ``a2 (B, k)`` -> (B, n, k) bool, with the operators' formula."""
     iw = onp.minimum(p1[2][:, :, None], p2[2][:, None, :])
     iw -= onp.maximum(p1[0][:, :, None], p2[0][:, None, :])
-    onp.maximum(iw, 0, out=iw)
     ih = onp.minimum(p1[3][:, :, None], p2[3][:, None, :])
     ih -= onp.maximum(p1[1][:, :, None], p2[1][:, None, :])
-    # ih is left unclipped: with iw >= 0 a negative ih gives inter <= 0, so IoU <= 0 < thr,
-    # and every real overlap keeps the operator's exact value. One pass fewer.
-    iw *= ih                                                            # intersection
+    # No clipping at 0 (numpy's scalar maximum is slow): where iw > 0 and ih > 0 this is the
+    # operator's exact value; ih <= 0 gives IoU <= 0 (or NaN) < thr; iw <= 0 is masked below.
+    inter = iw * ih
     union = onp.add(a1[:, :, None], a2[:, None, :], out=ih)
-    union -= iw
+    union -= inter
     with onp.errstate(divide='ignore', invalid='ignore'):
-        iw /= union
-    return iw >= thr          # NaN (0/0) and negative unions compare False; thr > 0
+        inter /= union
+    hit = inter >= thr
+    hit &= iw > 0
+    return hit
 
 
 def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, threshold=0.01,
