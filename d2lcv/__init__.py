@@ -30,5 +30,12 @@ from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noq
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .segmentation import (VOC_COLORMAP, VOC_CLASSES, IGNORE_LABEL, read_voc_images,  # noqa
+                           build_colormap2label, voc_colormap2label, voc_label_indices,
+                           voc_rand_crop, VOCSegDataset, load_data_voc, segmentation_confusion,
+                           pixel_accuracy, mean_iou)
+from .transconv import trans_conv, kernel2matrix  # noqa: E402
+from .fcn import (bilinear_kernel, fcn_net, SegmentationLoss, train_fcn, predict,  # noqa
+                  label2image, predict_whole, evaluate_voc)
 
 __version__ = '0.1.0'
