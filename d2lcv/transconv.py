@@ -26,11 +26,11 @@ def trans_conv(X, K, padding=0, stride=1):
     s = stride
     out_h, out_w = (H - 1) * s + h, (W - 1) * s + w
     Y = np.zeros((out_h, out_w), dtype='float32')
-    Xf = X.astype('float32')
+    Xf, Kf = X.astype('float32'), K.astype('float32')
     for a in range(h):
         for b in range(w):
             # output rows a, a + s, ..., a + (H - 1) * s receive K[a, b] * X
-            Y[a:a + (H - 1) * s + 1:s, b:b + (W - 1) * s + 1:s] += K[a, b] * Xf
+            Y[a:a + (H - 1) * s + 1:s, b:b + (W - 1) * s + 1:s] += Kf[a, b] * Xf
     if padding:
         if 2 * padding >= min(out_h, out_w):
             raise ValueError(f'padding {padding} removes the whole {out_h}x{out_w} output')
