@@ -9,8 +9,8 @@ The reference measured in the same run is the trivial "everything is background"
 on the same validation pixels; the script prints the FCN's figures, the reference's, and
 their ratio. Usage::
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_fcn.py [--epochs 30]
-        [--crop 160 224] [--scale 0.5] [--lr 0.05] [--batch-size 8]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_fcn.py [--epochs 15]
+        [--crop 160 224] [--scale 0.5] [--lr 0.001] [--batch-size 8]
 """
 import argparse
 import os
@@ -25,13 +25,13 @@ import numpy as onp  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--epochs', type=int, default=30)
+    p.add_argument('--epochs', type=int, default=15)
     p.add_argument('--crop', type=int, nargs=2, default=(160, 224))
     p.add_argument('--scale', type=float, default=0.5, help='twin image size factor')
     p.add_argument('--num-train', type=int, default=64)
     p.add_argument('--num-val', type=int, default=48)
     p.add_argument('--batch-size', type=int, default=8)
-    p.add_argument('--lr', type=float, default=0.05)
+    p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--wd', type=float, default=1e-4)
     p.add_argument('--optimizer', default='adam')
     p.add_argument('--seed', type=int, default=0)
