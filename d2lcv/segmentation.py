@@ -109,7 +109,11 @@ def read_voc_label(path):
     A palette PNG (VOC's format) gives the indices directly; an RGB label image is mapped
     through :func:`voc_label_indices`.
     """
-    im = _open_image(path)
+    return _label_indices(_open_image(path), path)
+
+
+def _label_indices(im, path):
+    """Class indices of an opened label image (see :func:`read_voc_label`)."""
     if im.mode == 'P':
         return _decode(im, path)
     if im.mode in ('L', 'I', 'I;16'):
@@ -200,17 +204,20 @@ def voc_label_indices(colormap, colormap2label=None):
 # Cropping, normalising, the data set
 # ----------------------------------------------------------------------------------------
 
-def voc_rand_crop(feature, label, height, width):
+def voc_rand_crop(feature, label, height, width, rng=None):
     """Randomly crop the same ``height x width`` window from ``feature`` and ``label``.
 
     ``feature (H, W, C)``, ``label (H, W)`` or ``(H, W, C)``; NumPy or ``mxnet.np``.
+    ``rng``: a ``random.Random`` (default: the ``random`` module, seedable by
+    ``random.seed``).
     """
+    rng = random if rng is None else rng
     H, W = feature.shape[:2]
     if label.shape[:2] != (H, W):
         raise ValueError(f'feature {feature.shape[:2]} and label {label.shape[:2]} sizes differ')
     if H < height or W < width:
         raise ValueError(f'cannot crop {height}x{width} from a {H}x{W} image')
-    y0, x0 = random.randint(0, H - height), random.randint(0, W - width)
+    y0, x0 = rng.randint(0, H - height), rng.randint(0, W - width)
     return (feature[y0:y0 + height, x0:x0 + width],
             label[y0:y0 + height, x0:x0 + width])
 
@@ -247,7 +254,7 @@ class VOCSegDataset(gluon.data.Dataset):
             if h < self.crop_size[0] or w < self.crop_size[1]:
                 continue
             self.features.append(_decode(img, img_path, 'RGB'))
-            self.labels.append(read_voc_label(lbl_path))
+            self.labels.append(_label_indices(lbl, lbl_path))
             self.names.append(name)
         if verbose:
             print('read ' + str(len(self.features)) + ' examples')
@@ -260,6 +267,7 @@ class VOCSegDataset(gluon.data.Dataset):
             img.shape[0] >= self.crop_size[0] and img.shape[1] >= self.crop_size[1])]
 
     def __getitem__(self, idx):
+        # Python reseeds `random` in forked DataLoader workers: their crops differ
         feature, label = voc_rand_crop(self.features[idx], self.labels[idx], *self.crop_size)
         return (normalize_image(feature).transpose(2, 0, 1),
                 label.astype(onp.float32))

@@ -282,3 +282,21 @@ def test_metrics_exact_small_case():
         d2l.segmentation_confusion(onp.array([3]), onp.array([1]), 3)
     with pytest.raises(ValueError, match='shapes differ'):
         d2l.segmentation_confusion(onp.zeros(3), onp.zeros(4), 3)
+
+
+def test_dataloader_workers_draw_different_crops(voc_dir):
+    """Forked workers must not repeat each other's random crops (the crops use `random`,
+    which Python reseeds after a fork; a NumPy global RNG would not be)."""
+    from mxnet import gluon
+    ds = d2l.VOCSegDataset(True, (16, 16), voc_dir, verbose=False)
+
+    class Same(gluon.data.Dataset):  # the same image many times
+        def __getitem__(self, i):
+            return ds[0]
+
+        def __len__(self):
+            return 8
+
+    loader = gluon.data.DataLoader(Same(), batch_size=1, num_workers=2)
+    crops = [X.asnumpy().tobytes() for X, _ in loader]
+    assert len(set(crops)) > 4
