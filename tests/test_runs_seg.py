@@ -2,13 +2,13 @@
 through a minimal run context (report, devices, tiny, kvstore, options)."""
 import json
 import os
-import types
 
 import mxnet as mx
 import pytest
 
 from d2lcv.hub import synth_twin
 from d2lcv.report import Report
+from d2lcv.runs import RunContext, sections
 
 
 @pytest.fixture
@@ -22,8 +22,7 @@ def make_ctx(tmp_path, monkeypatch):
     def make(module, **options):
         rep = Report(str(tmp_path / 'run'))
         rep.section(module.SECTION, module.TITLE)
-        return types.SimpleNamespace(report=rep, devices=[mx.cpu()], tiny=True,
-                                     kvstore='device', options=options)
+        return RunContext(report=rep, devices=[mx.cpu()], tiny=True, options=options)
     return make
 
 
@@ -35,6 +34,11 @@ def _written(ctx):
     for f in files:
         assert os.path.getsize(ctx.report.path(f)) > 0
     return metrics[ctx.report.current['id']], files
+
+
+def test_sections_registered():
+    found = sections()
+    assert [found[n].SECTION for n in ('voc', 'transconv', 'fcn')] == ['13.9', '13.10', '13.11']
 
 
 def test_run_voc(make_ctx):
