@@ -17,6 +17,7 @@ transposed convolution's outputs where tiles overlap, and returns a label map of
 image's size. ``evaluate_voc`` computes pixel accuracy and mean IoU that way on a split.
 """
 import math
+import os
 
 import numpy as onp
 from mxnet import gluon, init, np, npx
@@ -224,7 +225,6 @@ def evaluate_voc(net, voc_dir, is_train=False, num_classes=len(VOC_CLASSES),
     ``num_images``.
     """
     from PIL import Image
-    import os
     names = voc_split_names(voc_dir, is_train)[:max_images]
     conf = onp.zeros((num_classes, num_classes), onp.int64)
     for name in names:

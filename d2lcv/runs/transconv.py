@@ -11,7 +11,7 @@ SECTION = '13.10'
 TITLE = 'Transposed convolution'
 
 
-def _sample_image(tiny):
+def _sample_image():
     """``img/catdog.jpg`` when the repository has it, else a synthetic VOC image."""
     from mxnet import image
     try:
@@ -63,7 +63,7 @@ def run(ctx):
     rep.metric('trans_conv_equals_WT_matmul',
                bool((trans_conv(X, K) == np.dot(W.T, X.reshape(-1)).reshape(3, 3)).all()))
 
-    img, source = _sample_image(ctx.tiny)
+    img, source = _sample_image()
     conv_trans = nn.Conv2DTranspose(3, kernel_size=4, padding=1, strides=2)
     conv_trans.initialize(init.Constant(bilinear_kernel(3, 3, 4)))
     Xi = np.expand_dims(img.astype('float32').transpose(2, 0, 1), axis=0) / 255
