@@ -268,7 +268,7 @@ def test_evaluate_voc_against_slow(tiny_voc):
 
 
 @pytest.mark.slow
-def test_fcn_training_loss_falls(tiny_voc):
+def test_fcn_training_loss_falls(tiny_voc, tmp_path):
     """A few epochs on 64x96 crops (random-init backbone, two CPU 'devices'): the loss on a
     fixed batch falls, and train_ch13's accuracy leaves the void pixels out."""
     mx.random.seed(1)
@@ -286,7 +286,8 @@ def test_fcn_training_loss_falls(tiny_voc):
 
     before = batch_loss()
     res = d2l.train_fcn(net, train_iter, test_iter, num_epochs=4, lr=1e-3, wd=1e-4,
-                        devices=devices, optimizer='adam', verbose=False)
+                        devices=devices, optimizer='adam', verbose=False,
+                        save_path=str(tmp_path / 'train.png'))
     after = batch_loss()
     assert after < 0.6 * before, (before, after)
     assert res['train_loss'] < before
