@@ -556,33 +556,36 @@ def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_supp
                         variances, nms_topk):
     B, _, A = cp.shape
     fg = cp[:, 1:, :]                                             # (B, C, A)
-    cls = fg.argmax(axis=1).astype('float32')                     # first maximum wins
     score = fg.max(axis=1)                                        # (B, A)
     valid = score >= threshold
     nvalid = valid.sum(axis=1)                                    # (B,)
-    boxes = _offset_inverse(anc[None], off, variances, clip)      # (B, A, 4)
-    rows = onp.concatenate([cls[..., None], score[..., None], boxes], axis=-1)  # (B, A, 6)
-    do_nms = 0 < nms_threshold <= 1
-    # Valid rows first: by decreasing score (ties keep anchor order) when there is NMS,
-    # else just compacted in anchor order, as the operator does.
-    key = onp.where(valid, -score, onp.inf) if do_nms else ~valid
-    order = onp.argsort(key, axis=1, kind='stable')
     S = int(nvalid.max()) if B else 0
-    bidx = onp.arange(B)[:, None]
-    srt = rows[bidx, order[:, :S]]                                # (B, S, 6)
+    # Compact each image's valid rows to the front, in anchor order: (B, S) anchor indices.
+    bi, ai = onp.nonzero(valid)
     pos = onp.arange(S)[None, :]
+    live = pos < nvalid[:, None]                                  # (B, S)
+    idx = onp.zeros((B, S), onp.int64)
+    idx[live] = ai                                                # row-major, like nonzero
+    bidx = onp.arange(B)[:, None]
+    do_nms = 0 < nms_threshold <= 1
     if do_nms:
+        # by decreasing score, ties in anchor order (a stable sort of the compacted rows)
+        key = onp.where(live, -score[bidx, idx], onp.inf)
+        order = onp.argsort(key, axis=1, kind='stable')
         nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
         in_nms = pos < nkeep[:, None]
-        if nms_topk > 0:
-            # Beyond the top k the operator leaves the compacted, unsorted rows (marked -1).
-            comp = onp.argsort(~valid, axis=1, kind='stable')[:, :S]
-            srt = onp.where(in_nms[..., None], srt, rows[bidx, comp])
-        c = None if force_suppress or cp.shape[1] == 2 else srt[..., 0]
-        keep = _nms_sorted(srt[..., 2:], c, in_nms, nms_threshold)
-        srt[..., 0] = onp.where(keep, srt[..., 0], -1)
+        # Beyond the top k the operator leaves the compacted, unsorted rows (marked -1).
+        idx = onp.where(in_nms, onp.take_along_axis(idx, order, axis=1), idx)
+    # Only the S rows per image that can appear in the output are decoded.
+    cls = fg[bidx, :, idx].argmax(axis=-1).astype('float32')     # (B, S), first maximum
+    boxes = _offset_inverse(anc[idx], off[bidx, idx], variances, clip)   # (B, S, 4)
+    rows = onp.concatenate([cls[..., None], score[bidx, idx][..., None], boxes], axis=-1)
+    if do_nms:
+        c = None if force_suppress or cp.shape[1] == 2 else rows[..., 0]
+        keep = _nms_sorted(rows[..., 2:], c, in_nms, nms_threshold)
+        rows[..., 0] = onp.where(keep, rows[..., 0], -1)
     out = onp.full((B, A, 6), -1, 'float32')
-    out[:, :S] = onp.where((pos < nvalid[:, None])[..., None], srt, -1)
+    out[:, :S] = onp.where(live[..., None], rows, -1)
     return out
 
 
