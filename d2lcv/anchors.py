@@ -359,10 +359,10 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     """
     if get_impl(impl) == 'npx':
         from mxnet import np, npx
-        A = anchors.shape[-2]
+        lab = _mx(labels)
         cp = _mx(cls_preds) if cls_preds is not None else np.zeros(
-            (labels.shape[0], 2, A))
-        outs = npx.multibox_target(_mx(anchors), _mx(labels), cp,
+            (lab.shape[0], 2, anchors.shape[-2]), ctx=lab.ctx)
+        outs = npx.multibox_target(_mx(anchors), lab, cp,
                                    overlap_threshold=overlap_threshold,
                                    ignore_label=ignore_label, variances=tuple(variances),
                                    negative_mining_ratio=negative_mining_ratio, **kwargs)
