@@ -72,11 +72,23 @@ def get_dataloader_workers():
     return 0 if sys.platform.startswith('win') else min(4, os.cpu_count() or 1)
 
 
-def _correct(y_hat, y):
-    """Number of correct predictions as a device scalar (no synchronisation)."""
+def _correct(y_hat, y, ignore_label=None):
+    """Number of correct predictions as a device scalar (no synchronisation).
+
+    Labels equal to ``ignore_label`` (e.g. segmentation's void 255) never count as correct;
+    :func:`_num_labels` leaves them out of the denominator.
+    """
     if len(y_hat.shape) > 1 and y_hat.shape[1] > 1:
         y_hat = y_hat.argmax(axis=1)
-    return (y_hat.astype(y.dtype) == y).sum()
+    hit = y_hat.astype(y.dtype) == y
+    if ignore_label is not None:
+        hit = hit * (y != ignore_label)
+    return hit.sum()
+
+
+def _num_labels(y, ignore_label=None):
+    """Number of labels that count for accuracy (all, or those not ``ignore_label``)."""
+    return y.size if ignore_label is None else (y != ignore_label).sum()
 
 
 def accuracy(y_hat, y):
@@ -103,15 +115,19 @@ def net_devices(net):
     return list(net.collect_params().values())[0].list_ctx()
 
 
-def evaluate_accuracy_gpus(net, data_iter, split_f=split_batch):
-    """Accuracy of ``net`` on ``data_iter``, computed on the devices the net lives on."""
+def evaluate_accuracy_gpus(net, data_iter, split_f=split_batch, *, ignore_label=None):
+    """Accuracy of ``net`` on ``data_iter``, computed on the devices the net lives on.
+
+    ``ignore_label``: labels with this value count neither as right nor in the total.
+    """
     devices = net_devices(net)
     correct, total = 0.0, 0
     for features, labels in data_iter:
         X_shards, y_shards = split_f(features, labels, devices)
         for X, y in zip(X_shards, y_shards):
-            correct = correct + _correct(net(X), y).as_in_ctx(devices[0])
-        total += labels.size
+            correct = correct + _correct(net(X), y, ignore_label).as_in_ctx(devices[0])
+        total = total + _num_labels(labels, ignore_label)
+    total = float(total)
     return float(correct) / total if total else float('nan')
 
 
@@ -120,7 +136,8 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     """One step on one minibatch, split across ``devices``.
 
     Returns ``(loss_sum, correct)``: Python floats (as in the chapter) when ``sync``, else
-    scalars on ``devices[0]`` that can be summed without waiting for the device.
+    scalars on ``devices[0]`` that can be summed without waiting for the device. A ``loss``
+    with an ``ignore_label`` attribute (segmentation) makes those labels never correct.
     ``kv_workers``: number of workers of a synchronous dist kvstore; their gradients are
     summed on the servers, so the step is normalised by the global batch
     ``labels.shape[0] * kv_workers`` (1 for ``dist_async``: each push is a step of its own).
@@ -136,7 +153,8 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     trainer.step(labels.shape[0] * kv_workers, ignore_stale_grad=True)
     home = devices[0]
     loss_sum = sum(l.sum().as_in_ctx(home) for l in ls)
-    correct = sum(_correct(p, y).as_in_ctx(home) for p, y in zip(pred_shards, y_shards))
+    ignore = getattr(loss, 'ignore_label', None)
+    correct = sum(_correct(p, y, ignore).as_in_ctx(home) for p, y in zip(pred_shards, y_shards))
     if sync:
         return float(loss_sum), float(correct)
     return loss_sum, correct
@@ -249,14 +267,16 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
 
+    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.SegmentationLoss``: VOC's void
+    255) leaves those labels out of the train and test accuracies.
+
     ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the
     trainer). With a dist kvstore (``'dist_sync'``, ``'dist_async'`` or such a ``KVStore``,
     see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
     number of equal-sized batches on every worker; each synchronous step is normalised by
     the global batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``,
     prints, draws and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The
-    result's
-    ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
+    result's ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
     aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
     as many examples) and ``examples_per_sec_worker`` rank 0's own. With the optimizer on
     the servers (MXNet's default), the checkpoint holds the parameters but not the
@@ -299,6 +319,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     report_every = max(1, num_batches // 5)
     test_acc = result.get('test_acc')
     batch_size = None
+    ignore_label = getattr(loss, 'ignore_label', None)
     for epoch in range(start_epoch, num_epochs):
         # Sum of training loss, no. of correct predictions, no. of examples, no. of labels
         metric = Accumulator(4)
@@ -309,7 +330,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                 batch_size = _check_batch(batch_size, labels.shape[0], epoch, i)
             l, acc = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
                                       sync=False, kv_workers=step_workers)
-            metric.add(l, acc, labels.shape[0], labels.size)
+            metric.add(l, acc, labels.shape[0], _num_labels(labels, ignore_label))
             bar.update(1)
             if (i + 1) % report_every == 0 or i + 1 == num_batches:
                 # reading the sums waits for the device: five times an epoch, not every batch
@@ -324,7 +345,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
         bar.close()
         result = {'train_loss': metric[0] / metric[2], 'train_acc': metric[1] / metric[3]}
         if test_iter is not None:
-            test_acc = evaluate_accuracy_gpus(net, test_iter, split_f)
+            test_acc = evaluate_accuracy_gpus(net, test_iter, split_f,
+                                              ignore_label=ignore_label)
             animator.add(epoch + 1, (None, None, test_acc))
             points.append((epoch + 1, (None, None, test_acc)))
             result['test_acc'] = test_acc
