@@ -41,6 +41,10 @@ class LaunchError(RuntimeError):
     """Bad launcher arguments (not a failure of the launched job)."""
 
 
+class _StartError(RuntimeError):
+    """A process could not be started (command not found, not executable...)."""
+
+
 def free_ports(n, host='127.0.0.1'):
     """``n`` distinct TCP ports free on ``host`` right now, in increasing order.
 
@@ -194,7 +198,8 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
     -------
     int
         0 if every worker exited 0; otherwise the failed process's exit code (1 if it
-        was killed by a signal), or 124 on timeout. The failure is described on ``out``.
+        was killed by a signal), 124 on timeout, 127 if a process could not be started,
+        130 if interrupted. The failure is described on ``out``.
     """
     out = sys.stdout if out is None else out
     if num_workers < 1 or num_servers < 1:
@@ -225,7 +230,10 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
             e['PORT'] = str(port)
         if role == 'worker':
             e['D2LCV_LAUNCH_RANK'] = str(rank)
-        procs.append(_Proc(role, rank, argv, e, out, lock))
+        try:
+            procs.append(_Proc(role, rank, argv, e, out, lock))
+        except OSError as e:
+            raise _StartError(f'cannot start {role} {rank} ({argv[0]!r}): {e}') from e
 
     def say(msg):
         with lock:
@@ -291,6 +299,9 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
     except KeyboardInterrupt:
         say('interrupted; stopping every process')
         code = 130
+    except _StartError as e:
+        say(f'{e}; stopping the others')
+        code = 127
     finally:
         _kill_all(procs)
         if in_main:

@@ -264,6 +264,13 @@ def test_launch_failing_worker_named():
     assert 'failed: exit code 3' in text and 'worker ' in text
 
 
+def test_launch_missing_command():
+    out = io.StringIO()
+    code = launch(1, 1, ['/nonexistent/d2lcv-worker', '--flag'], timeout=30, out=out)
+    assert code == 127
+    assert "cannot start worker 0 ('/nonexistent/d2lcv-worker')" in out.getvalue()
+
+
 def test_launch_timeout_kills_everything():
     out = io.StringIO()
     tik = time.time()
