@@ -6,7 +6,7 @@ Trains a small CNN on this worker's shard of the CIFAR-10 twin with ``train_ch13
 dist kvstore, then writes ``OUT_DIR/rank<r>.params`` (its final parameters) and
 ``OUT_DIR/rank<r>.json`` (rank, shard size, losses). ``--stall-rank R``: worker ``R``
 writes ``OUT_DIR/stall<R>.pid`` after its third step and then trains on slowly, so a test
-can kill it midway.
+can kill it midway. ``--fail-rank R``: worker ``R`` raises an exception at its fourth step.
 """
 import argparse
 import json
@@ -34,14 +34,16 @@ def small_cnn():
 class Stall:
     """A training iterator that, on the stalling rank, announces itself and slows down."""
 
-    def __init__(self, it, pid_path):
-        self.it, self.pid_path = it, pid_path
+    def __init__(self, it, pid_path, fail=False):
+        self.it, self.pid_path, self.fail = it, pid_path, fail
 
     def __len__(self):
         return len(self.it)
 
     def __iter__(self):
         for i, batch in enumerate(self.it):
+            if i == 3 and self.fail:
+                raise RuntimeError('dist_worker: failing on purpose at step 3')
             if i == 3 and self.pid_path:
                 tmp = self.pid_path + '.tmp'
                 with open(tmp, 'w') as f:
@@ -59,6 +61,7 @@ def main():
     p.add_argument('--epochs', type=int, default=2)
     p.add_argument('--batch-size', type=int, default=25)
     p.add_argument('--stall-rank', type=int, default=-1)
+    p.add_argument('--fail-rank', type=int, default=-1, help='this rank raises at step 3')
     p.add_argument('--devices', type=int, default=1, help='CPU contexts per worker')
     p.add_argument('--by-name', action='store_true',
                    help="give the Trainer the kvstore's name and train_ch13 none (inferred)")
@@ -89,7 +92,8 @@ def main():
 
     animator = FirstLoss(legend=['train loss', 'train acc', 'test acc'],
                          save_path=os.path.join(args.out, 'animator.png'))
-    result = d2lcv.train_ch13(net, Stall(train_iter, stall), test_iter, loss, trainer,
+    result = d2lcv.train_ch13(net, Stall(train_iter, stall, rank == args.fail_rank),
+                              test_iter, loss, trainer,
                               args.epochs, devices, kvstore=None if args.by_name else kv,
                               animator=animator,
                               progress=False, checkpoint=os.path.join(args.out, 'ckpt'))

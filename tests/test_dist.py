@@ -359,6 +359,20 @@ def test_killed_worker_fails_the_launch(tmp_path, twin):
 
 
 @pytest.mark.slow
+def test_worker_exception_fails_the_launch_at_once(tmp_path, twin):
+    """A worker that raises exits (d2lcv's hook) instead of waiting at MXNet's final
+    barrier for workers that wait for it: the launch fails long before its timeout."""
+    out = io.StringIO()
+    tik = time.time()
+    code = launch(2, 1, [PY, WORKER, str(tmp_path), '--epochs', '50', '--fail-rank', '0'],
+                  timeout=45, out=out)
+    text = out.getvalue()
+    assert code == 1, text
+    assert time.time() - tik < 30, text
+    assert 'failing on purpose' in text and 'worker 0 (pid' in text and 'exit code 1' in text
+
+
+@pytest.mark.slow
 def test_run_augment_under_launcher(tmp_path, twin):
     """``d2lcv launch -n 2 -s 1 -- d2lcv run augment --kvstore dist_sync``: one report."""
     out = io.StringIO()
