@@ -29,6 +29,7 @@ from .plot import plt, use_svg_display, set_figsize, set_axes, show_images, Anim
 from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noqa: E402
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
+from .models import get_pretrained, import_weights, PretrainedWeightsMissing  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
 
 __version__ = '0.1.0'
