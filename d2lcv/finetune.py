@@ -146,9 +146,21 @@ def finetune_net(pretrained_net, num_classes=2, lr_mult=10, freeze=False, ctx=No
     return net
 
 
-def freeze_features(net):
-    """Exercise 3: stop updating ``net.features`` (``grad_req='null'``). Returns ``net``."""
+def freeze_features(net, batch_norm_stats=True):
+    """Exercise 3: stop updating ``net.features``. Returns ``net``.
+
+    Sets ``grad_req='null'`` on every feature parameter (the chapter's line). With
+    ``batch_norm_stats`` the BatchNorm layers also use, and keep, their running statistics
+    in training mode, so a training step leaves the features exactly as they were. Call it
+    before ``hybridize`` (``train_fine_tuning`` hybridizes afterwards, which rebuilds the
+    graph).
+    """
     net.features.collect_params().setattr('grad_req', 'null')
+    if batch_norm_stats:
+        def use_global_stats(block):
+            if isinstance(block, nn.BatchNorm):
+                block._kwargs['use_global_stats'] = True
+        net.features.apply(use_global_stats)
     return net
 
 
