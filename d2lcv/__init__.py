@@ -31,5 +31,10 @@ from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noq
 from .models import Residual, resnet18  # noqa: E402
 from .models import get_pretrained, import_weights, PretrainedWeightsMissing  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .finetune import (load_hotdog, hotdog_datasets, make_finetune_net,  # noqa: E402
+                       freeze_features, train_fine_tuning, compare_finetune_scratch)
+from .style import (preprocess, postprocess, extract_features, get_contents,  # noqa: E402
+                    get_styles, content_loss, gram, style_loss, tv_loss, compute_loss,
+                    GeneratedImage, get_inits, style_transfer, load_vgg19)
 
 __version__ = '0.1.0'

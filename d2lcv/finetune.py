@@ -2,7 +2,7 @@
 
 The chapter's pieces: the hot dog data set (:func:`load_hotdog`, :func:`hotdog_datasets`),
 its augmentations (:func:`train_augs`, :func:`test_augs`), the fine-tuned network
-(:func:`finetune_net`: the source model's ``features``, a new 2-class ``output`` with
+(:func:`make_finetune_net`: the source model's ``features``, a new 2-class ``output`` with
 ``lr_mult=10``), :func:`train_fine_tuning`, the scratch baseline, the frozen-features variant
 (exercise 3, :func:`freeze_features`) and the reuse of the source model's "hot dog" output row
 (exercise 4, :func:`hotdog_weight`, :func:`init_output_from_source`).
@@ -30,7 +30,7 @@ from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
 
 __all__ = ['load_hotdog', 'hotdog_datasets', 'normalize', 'train_augs', 'test_augs',
-           'FineTuneNet', 'finetune_net', 'freeze_features', 'hotdog_weight',
+           'FineTuneNet', 'make_finetune_net', 'freeze_features', 'hotdog_weight',
            'init_output_from_source', 'train_fine_tuning', 'small_resnet',
            'pretrain_source', 'compare_finetune_scratch', 'evaluate', 'set_seed', 'IMAGENET_HOTDOG_ROW',
            'RGB_MEAN', 'RGB_STD']
@@ -117,7 +117,7 @@ class FineTuneNet(nn.HybridBlock):
         return self.output(self.features(X))
 
 
-def finetune_net(pretrained_net, num_classes=2, lr_mult=10, freeze=False, ctx=None):
+def make_finetune_net(pretrained_net, num_classes=2, lr_mult=10, freeze=False, ctx=None):
     """The target model of 13.2: ``pretrained_net.features`` and a new Xavier output layer.
 
     Parameters
@@ -357,7 +357,7 @@ def compare_finetune_scratch(num_epochs=5, batch_size=32, finetune_lr=0.01, scra
             lr = scratch_lr
         elif variant in ('finetune', 'frozen'):
             pretrained, _ = pretrain_source(**source)  # fresh: fine-tuning changes features
-            net = finetune_net(pretrained, 2, freeze=variant == 'frozen')
+            net = make_finetune_net(pretrained, 2, freeze=variant == 'frozen')
             lr = finetune_lr
         else:
             raise ValueError(f'unknown variant {variant!r}')
@@ -369,7 +369,7 @@ def compare_finetune_scratch(num_epochs=5, batch_size=32, finetune_lr=0.01, scra
             test_imgs=test_imgs, train_transform=tr, test_transform=te, save_path=save_path,
             verbose=verbose)
     pretrained, _ = pretrain_source(**source)
-    net = finetune_net(pretrained, 2)
+    net = make_finetune_net(pretrained, 2)
     init_output_from_source(net, pretrained, row=0)
     out['zero_shot_test_acc'] = evaluate(net, test_imgs, te)
     return out

@@ -64,7 +64,7 @@ def load_vgg19(ctx=None, weights='auto', seed=0):
 
     ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.get_pretrained`; raises
     ``PretrainedWeightsMissing`` offline), ``'random'`` (the model zoo's own initialisers,
-    seeded, He-initialised so activations keep their scale), or ``'auto'`` (pretrained if available, else random with a warning).
+    seeded, He-initialised so activations keep their scale; convolutions only), or ``'auto'`` (pretrained if available, else random with a warning).
     ``description`` says which, for reports.
     """
     import mxnet as mx
@@ -80,16 +80,25 @@ def load_vgg19(ctx=None, weights='auto', seed=0):
         except PretrainedWeightsMissing as e:
             if weights == 'pretrained':
                 raise
-            warnings.warn(f'style transfer runs on a randomly initialised VGG-19: {e}')
+            warnings.warn('no ImageNet VGG-19 weights, so style transfer runs on a randomly '
+                          f'initialised VGG-19 (weights="auto"). {e}')
     mx.random.seed(seed)
     net = vision.vgg19()
     # He initialisation (fan-in, magnitude 2) keeps the activations' scale through the 16
     # ReLU convolutions; the zoo's own fan-out scaling shrinks them ~3x per block, which
-    # would leave the style Gram matrices ~1e-4 and the loss all total variation.
-    # (the zoo's layers carry their own initialisers; an explicit per-parameter init wins)
+    # would leave the style Gram matrices ~1e-4 and the loss all total variation. Only the
+    # convolutions are initialised (the 4096-wide Dense layers are never used here), with
+    # their input channels filled in so the draw happens now, from this seed, rather than
+    # at the first forward pass.
     he = init.Xavier(rnd_type='gaussian', factor_type='in', magnitude=2)
-    for name, param in net.features.collect_params().items():
-        param.initialize(init=he if name.endswith('weight') else init.Zero(), ctx=ctx)
+    channels = 3
+    for layer in net.features:
+        if isinstance(layer, nn.Conv2D):
+            w = layer.weight
+            w.shape = (w.shape[0], channels) + tuple(w.shape[2:])
+            w.initialize(init=he, ctx=ctx)
+            layer.bias.initialize(init=init.Zero(), ctx=ctx)
+            channels = w.shape[0]
     return net, f'random-weight VGG-19 (seed {seed}; no ImageNet weights available)'
 
 

@@ -101,7 +101,7 @@ def _source(num_classes=10):
 
 def test_finetune_net_structure_and_lr_mult():
     src = _source()
-    net = finetune.finetune_net(src, 2)
+    net = finetune.make_finetune_net(src, 2)
     assert net.features is src.features  # shared, as in the chapter
     out = net(np.random.uniform(size=(3, 3, 16, 16)))
     assert out.shape == (3, 2)
@@ -113,7 +113,7 @@ def test_finetune_net_structure_and_lr_mult():
 
 def test_lr_mult_scales_the_sgd_update():
     src = _source()
-    net = finetune.finetune_net(src, 2)
+    net = finetune.make_finetune_net(src, 2)
     X = np.random.uniform(size=(4, 3, 16, 16))
     y = np.array([0, 1, 0, 1])
     net(X)
@@ -138,7 +138,7 @@ def test_lr_mult_scales_the_sgd_update():
 @pytest.mark.parametrize('hybridize', [False, True])
 def test_frozen_features_do_not_change(hybridize):
     src = _source()
-    net = finetune.finetune_net(src, 2, freeze=True)
+    net = finetune.make_finetune_net(src, 2, freeze=True)
     if hybridize:
         net.hybridize()
     X = np.random.uniform(size=(4, 3, 16, 16))
@@ -157,7 +157,7 @@ def test_frozen_features_do_not_change(hybridize):
 def test_unfrozen_features_do_change():
     # the counterpart of the test above: the same step moves the features when not frozen
     src = _source()
-    net = finetune.finetune_net(src, 2)
+    net = finetune.make_finetune_net(src, 2)
     X = np.random.uniform(size=(4, 3, 16, 16))
     net(X)
     w = src.features[0].weight.data().copy()
@@ -177,7 +177,7 @@ def test_hotdog_weight_row():
 @pytest.mark.parametrize('hotdog_index', [0, 1])
 def test_init_output_from_source_is_linear_readout(hotdog_index):
     src = _source(num_classes=20)
-    net = finetune.finetune_net(src, 2)
+    net = finetune.make_finetune_net(src, 2)
     finetune.init_output_from_source(net, src, row=13, hotdog_index=hotdog_index)
     X = np.random.uniform(size=(5, 3, 16, 16))
     logits = src(X).asnumpy()  # (5, 20), eval mode: same features
