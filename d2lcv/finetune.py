@@ -130,7 +130,7 @@ def make_finetune_net(pretrained_net, num_classes=2, lr_mult=10, freeze=False, c
     lr_mult : float
         Learning-rate multiplier of the new output layer only (the chapter's 10).
     freeze : bool
-        Exercise 3: do not update the features at all (``grad_req='null'``).
+        Exercise 3: do not update the features' parameters (:func:`freeze_features`).
 
     Returns
     -------
@@ -146,14 +146,17 @@ def make_finetune_net(pretrained_net, num_classes=2, lr_mult=10, freeze=False, c
     return net
 
 
-def freeze_features(net, batch_norm_stats=True):
+def freeze_features(net, batch_norm_stats=False):
     """Exercise 3: stop updating ``net.features``. Returns ``net``.
 
-    Sets ``grad_req='null'`` on every feature parameter (the chapter's line). With
-    ``batch_norm_stats`` the BatchNorm layers also use, and keep, their running statistics
-    in training mode, so a training step leaves the features exactly as they were. Call it
-    before ``hybridize`` (``train_fine_tuning`` hybridizes afterwards, which rebuilds the
-    graph).
+    Sets ``grad_req='null'`` on every feature parameter (the chapter's line): a training
+    step changes nothing in the features (MXNet updates BatchNorm's running statistics in
+    the backward pass, which frozen features skip), but BatchNorm layers in training mode
+    still normalise with each batch's statistics. With ``batch_norm_stats=True`` they use
+    the source's running statistics instead, as at test time (on the twin the features are
+    then larger, and the chapter's output learning rate of 0.1 oscillates: use a smaller
+    one). Call it before ``hybridize`` (``train_fine_tuning``
+    hybridizes afterwards, which rebuilds the graph).
     """
     net.features.collect_params().setattr('grad_req', 'null')
     if batch_norm_stats:
@@ -248,6 +251,36 @@ def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=
                       save_path=save_path, verbose=verbose)
 
 
+class _ArrayBatches:
+    """Minibatches ``(X (B, 3, H, W) float32 normalised, y (B,))`` of in-memory images.
+
+    Normalises all images once and flips a random half of each training batch in one
+    vectorised operation, instead of running per-image transforms in Python.
+    """
+
+    def __init__(self, images, labels, batch_size, shuffle=False, flip=False, seed=0):
+        X = images.astype(onp.float32).transpose(0, 3, 1, 2) / 255
+        mean = onp.array(RGB_MEAN, onp.float32)[:, None, None]
+        std = onp.array(RGB_STD, onp.float32)[:, None, None]
+        self.X, self.y = (X - mean) / std, labels.astype(onp.float32)
+        self.batch_size, self.shuffle, self.flip = batch_size, shuffle, flip
+        self.rng = onp.random.default_rng(seed)
+
+    def __len__(self):
+        n = len(self.y) // self.batch_size
+        return n if self.shuffle else -(-len(self.y) // self.batch_size)
+
+    def __iter__(self):
+        order = self.rng.permutation(len(self.y)) if self.shuffle else onp.arange(len(self.y))
+        for k in range(len(self)):
+            idx = order[k * self.batch_size:(k + 1) * self.batch_size]
+            X = self.X[idx]
+            if self.flip:
+                flip = self.rng.random(len(idx)) < 0.5
+                X = onp.where(flip[:, None, None, None], X[..., ::-1], X)
+            yield np.array(X), np.array(self.y[idx])
+
+
 def _source_cache_path(config):
     key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     return os.path.join(data_dir(), 'source-task', f'small_resnet_food10_{key}')
@@ -259,7 +292,8 @@ def pretrain_source(num_per_class=200, num_epochs=5, batch_size=64, learning_rat
 
     The source task is 10-way classification of drawn food on 32x32 images
     (:func:`d2lcv.synth.hotdog.source_task`, ``10 * num_per_class`` training images and 100
-    test images per class), trained with SGD + momentum. The parameters are stored under
+    test images per class), trained with SGD + momentum and a cosine learning-rate decay.
+    The parameters are stored under
     ``<data>/source-task/`` with a JSON of the settings and source accuracies, and reused
     when the settings match (``force`` retrains). These are **not** ImageNet weights.
 
@@ -268,10 +302,11 @@ def pretrain_source(num_per_class=200, num_epochs=5, batch_size=64, learning_rat
     net : FineTuneNet with 10 outputs (class 0 is the hot dog)
     info : dict with the settings, ``source_test_acc`` and ``params`` (the cached file)
     """
+    import mxnet as mx
     from .synth.hotdog import source_task
     devices = resolve_devices(devices)
     config = dict(num_per_class=num_per_class, num_epochs=num_epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, seed=seed, version=1)
+                  learning_rate=learning_rate, seed=seed, version=2)
     path = _source_cache_path(config)
     net = small_resnet(10)
     if not force and os.path.exists(path + '.json') and os.path.exists(path + '.params'):
@@ -281,18 +316,16 @@ def pretrain_source(num_per_class=200, num_epochs=5, batch_size=64, learning_rat
     set_seed(seed)
     X, y = source_task(num_per_class, seed=100 + seed)
     Xt, yt = source_task(100, seed=200 + seed)
-    to_tensor = transforms.Compose([transforms.ToTensor(), normalize()])
-    aug = transforms.Compose([transforms.RandomFlipLeftRight(), to_tensor])
-    train_set = gluon.data.ArrayDataset(np.array(X), y).transform_first(aug)
-    test_set = gluon.data.ArrayDataset(np.array(Xt), yt).transform_first(to_tensor)
-    workers = get_dataloader_workers()
-    train_iter = gluon.data.DataLoader(train_set, batch_size, shuffle=True,
-                                       num_workers=workers, last_batch='discard')
-    test_iter = gluon.data.DataLoader(test_set, 256, num_workers=workers)
+    train_iter = _ArrayBatches(X, y, batch_size, shuffle=True, flip=True, seed=seed)
+    test_iter = _ArrayBatches(Xt, yt, 256)
     net.initialize(init.Xavier(), ctx=devices)
     net.hybridize()
+    # cosine decay to 0: the cached model is the end of a settled run, not a noisy step
+    schedule = mx.lr_scheduler.CosineScheduler(max(1, num_epochs * len(train_iter)),
+                                               base_lr=learning_rate, final_lr=0)
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
-                            {'learning_rate': learning_rate, 'momentum': 0.9, 'wd': 1e-4})
+                            {'learning_rate': learning_rate, 'momentum': 0.9, 'wd': 1e-4,
+                             'lr_scheduler': schedule})
     result = train_ch13(net, train_iter, test_iter, gluon.loss.SoftmaxCrossEntropyLoss(),
                         trainer, num_epochs, devices, save_path=path + '_training.png',
                         verbose=verbose)

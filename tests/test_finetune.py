@@ -135,10 +135,10 @@ def test_lr_mult_scales_the_sgd_update():
                                     (lr * mult * grads[k]).asnumpy(), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize('hybridize', [False, True])
-def test_frozen_features_do_not_change(hybridize):
+def _frozen_step(hybridize, batch_norm_stats):
     src = _source()
-    net = finetune.make_finetune_net(src, 2, freeze=True)
+    net = finetune.make_finetune_net(src, 2)
+    finetune.freeze_features(net, batch_norm_stats=batch_norm_stats)
     if hybridize:
         net.hybridize()
     X = np.random.uniform(size=(4, 3, 16, 16))
@@ -148,10 +148,32 @@ def test_frozen_features_do_not_change(hybridize):
     outs = {k: p.data().copy() for k, p in net.output.collect_params().items()}
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.5})
     train_batch_ch13(net, X, y, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, [mx.cpu()])
-    for k, p in net.features.collect_params().items():  # weights and BN running statistics
-        onp.testing.assert_array_equal(p.data().asnumpy(), feats[k].asnumpy(), err_msg=k)
+    changed = {k for k, p in net.features.collect_params().items()
+               if not onp.array_equal(p.data().asnumpy(), feats[k].asnumpy())}
     assert any(not onp.array_equal(p.data().asnumpy(), outs[k].asnumpy())
                for k, p in net.output.collect_params().items())
+    return changed
+
+
+@pytest.mark.parametrize('hybridize', [False, True])
+@pytest.mark.parametrize('batch_norm_stats', [False, True])
+def test_frozen_features_do_not_change(hybridize, batch_norm_stats):
+    # grad_req='null' on the features: MXNet updates BatchNorm's running statistics in the
+    # backward pass, which a frozen feature extractor skips, so nothing changes at all
+    assert _frozen_step(hybridize, batch_norm_stats) == set()
+
+
+def test_frozen_batch_norm_stats_use_running_statistics():
+    src = _source()
+    X = np.random.uniform(size=(4, 3, 16, 16))
+    eval_out = src.features(X)
+    with autograd.record():
+        batch_out = src.features(X)
+    net = finetune.freeze_features(finetune.make_finetune_net(src, 2), batch_norm_stats=True)
+    with autograd.record():
+        frozen_out = net.features(X)
+    onp.testing.assert_allclose(frozen_out.asnumpy(), eval_out.asnumpy(), rtol=1e-5, atol=1e-6)
+    assert not onp.allclose(batch_out.asnumpy(), eval_out.asnumpy(), atol=1e-3)
 
 
 def test_unfrozen_features_do_change():
