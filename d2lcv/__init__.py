@@ -36,5 +36,11 @@ from .finetune import (load_hotdog, hotdog_datasets, make_finetune_net,  # noqa:
 from .style import (preprocess, postprocess, extract_features, get_contents,  # noqa: E402
                     get_styles, content_loss, gram, style_loss, tv_loss, compute_loss,
                     GeneratedImage, get_inits, style_transfer, load_vgg19)
+from .bbox import (bbox_to_rect, box_corner_to_center, box_center_to_corner,  # noqa: E402
+                   show_bboxes, read_image, DOG_BBOX, CAT_BBOX)
+from .anchors import (multibox_prior, box_iou, assign_anchor_to_bbox, offset_boxes,  # noqa
+                      offset_inverse, multibox_target, nms, multibox_detection,
+                      display_anchors)
+from .rcnn import roi_pool, roi_align  # noqa: E402
 
 __version__ = '0.1.0'
