@@ -51,6 +51,9 @@ def run(ctx):
             rep.metric(f'{name}_test_acc', r[name]['test_acc'])
             rep.metric(f'{name}_train_loss', r[name]['train_loss'])
         rep.metric('finetune_minus_scratch', r['finetune']['test_acc'] - r['scratch']['test_acc'])
+        for name in ('finetune', 'scratch'):  # less noisy than the last epoch alone
+            accs = r[name]['history']['y'][2]
+            rep.metric(f'{name}_test_acc_mean_over_epochs', sum(accs) / len(accs))
         rep.metric('zero_shot_test_acc', r['zero_shot_test_acc'])
         rep.figure('finetune_vs_scratch', _curves(r, ('finetune', 'scratch', 'frozen')),
                    'fine-tuned (source-task weights) vs scratch vs frozen features, same epochs')
