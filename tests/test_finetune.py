@@ -252,3 +252,20 @@ def test_finetune_beats_scratch_on_the_twin(tmp_path, monkeypatch):
     r = finetune.compare_finetune_scratch(devices=[mx.cpu()], verbose=False,
                                           variants=('finetune', 'scratch'))
     assert r['finetune']['test_acc'] >= r['scratch']['test_acc'] + 0.05, r
+
+
+def test_chapter_model_zoo_resnet18_v2():
+    """The chapter's source model shape (random weights: nothing is downloaded)."""
+    mx.random.seed(0)
+    src = gluon.model_zoo.vision.resnet18_v2()
+    src.initialize(init.Xavier())
+    X = np.random.uniform(size=(2, 3, 32, 32))
+    logits = src(X).asnumpy()
+    assert repr(src.output) == 'Dense(512 -> 1000, linear)'  # the chapter's printed output
+    assert finetune.hotdog_weight(src).shape == (1, 512)      # exercise 4's printed shape
+    net = finetune.make_finetune_net(src, 2)
+    finetune.init_output_from_source(net, src)  # row 713
+    got = net(X).asnumpy()
+    onp.testing.assert_allclose(got[:, 0], logits[:, 713], rtol=1e-4, atol=1e-5)
+    onp.testing.assert_allclose(got[:, 1], onp.delete(logits, 713, axis=1).mean(axis=1),
+                                rtol=1e-4, atol=1e-5)

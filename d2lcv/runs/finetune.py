@@ -4,6 +4,7 @@ Tiny (offline): the synthetic hot dog twin, and a small ResNet pre-trained on th
 food source task (not ImageNet). Full: the real hot dog data and ImageNet ResNet-18 weights
 from the model zoo (``d2lcv.get_pretrained('resnet18_v2')``), as in the chapter.
 """
+import numpy as onp
 from mxnet import gluon, init
 
 from .. import finetune
@@ -42,6 +43,13 @@ def run(ctx):
     rep.figure('examples', axes[0].figure, 'first 8 hot dogs and last 8 other foods'
                + (' (synthetic twin)' if ctx.tiny else ''))
     if ctx.tiny:
+        from ..synth.hotdog import FOODS, source_task
+        X, y = source_task(2, seed=7)
+        order = onp.argsort(y, kind='stable')
+        axes = show_images([X[i] for i in order], 2, 10, titles=[FOODS[y[i]] for i in order],
+                           scale=1.2)
+        rep.figure('source_task', axes[0].figure, 'the synthetic source task (10 foods, '
+                   '32x32) the backbone is pre-trained on, instead of ImageNet')
         settings = {k: opts[k] for k in ('num_epochs', 'batch_size', 'seed') if k in opts}
         r = finetune.compare_finetune_scratch(devices=ctx.devices, fig_dir=rep.out_dir,
                                               verbose=False, **settings)
