@@ -91,8 +91,9 @@ def train_augs(size=224, scale=(0.08, 1.0)):
 
 
 def test_augs(size=224, resize=256):
-    """The chapter's test transform: resize the shorter side to ``resize``, centre-crop."""
-    return transforms.Compose([transforms.Resize(resize, keep_ratio=True),
+    """The chapter's test transform: resize to ``resize`` x ``resize`` (the aspect ratio is
+    not kept, as in the chapter's ``Resize(256)``), centre-crop ``size``, normalise."""
+    return transforms.Compose([transforms.Resize(resize),
                                transforms.CenterCrop(size), transforms.ToTensor(),
                                normalize()])
 

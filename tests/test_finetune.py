@@ -269,3 +269,13 @@ def test_chapter_model_zoo_resnet18_v2():
     onp.testing.assert_allclose(got[:, 0], logits[:, 713], rtol=1e-4, atol=1e-5)
     onp.testing.assert_allclose(got[:, 1], onp.delete(logits, 713, axis=1).mean(axis=1),
                                 rtol=1e-4, atol=1e-5)
+
+
+def test_test_augs_squash_like_the_chapter():
+    # Resize(256) in the chapter makes every image 256x256 before the 224 centre crop: a
+    # wide image is squashed, not cropped at the sides
+    img = np.zeros((20, 40, 3), dtype='uint8')
+    img[:, :10] = 255  # the left quarter is white
+    out = finetune.test_augs(16, 16)(img)  # resize to 16x16 then crop 16: the whole image
+    white = (out[0] > 0).asnumpy()
+    assert white[:, :3].all() and not white[:, 5:].any()
