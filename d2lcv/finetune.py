@@ -32,7 +32,8 @@ from .train import get_dataloader_workers, train_ch13
 __all__ = ['load_hotdog', 'hotdog_datasets', 'normalize', 'train_augs', 'test_augs',
            'FineTuneNet', 'make_finetune_net', 'freeze_features', 'hotdog_weight',
            'init_output_from_source', 'train_fine_tuning', 'small_resnet',
-           'pretrain_source', 'compare_finetune_scratch', 'evaluate', 'set_seed', 'IMAGENET_HOTDOG_ROW',
+           'pretrain_source', 'compare_finetune_scratch', 'evaluate', 'set_seed',
+           'IMAGENET_HOTDOG_ROW',
            'RGB_MEAN', 'RGB_STD']
 
 #: ImageNet's "hotdog" class: row 713 of the model zoo networks' 1000-way output layer.
@@ -344,8 +345,8 @@ def pretrain_source(num_per_class=200, num_epochs=5, batch_size=64, learning_rat
     return net, info
 
 
-def evaluate(net, imgs, transform, batch_size=128, devices=None):
-    """Test accuracy of ``net`` on the dataset ``imgs`` under ``transform``."""
+def evaluate(net, imgs, transform, batch_size=128):
+    """Accuracy of ``net`` (on the devices it lives on) on ``imgs`` under ``transform``."""
     from .train import evaluate_accuracy_gpus
     it = gluon.data.DataLoader(imgs.transform_first(transform), batch_size,
                                num_workers=get_dataloader_workers())

@@ -64,7 +64,8 @@ def load_vgg19(ctx=None, weights='auto', seed=0):
 
     ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.get_pretrained`; raises
     ``PretrainedWeightsMissing`` offline), ``'random'`` (the model zoo's own initialisers,
-    seeded, He-initialised so activations keep their scale; convolutions only), or ``'auto'`` (pretrained if available, else random with a warning).
+    seeded, He-initialised so activations keep their scale; convolutions only), or
+    ``'auto'`` (pretrained if available, else random with a warning).
     ``description`` says which, for reports.
     """
     import mxnet as mx

@@ -94,7 +94,8 @@ def _layers(kind, u, v, rng):
     if kind == 'egg':
         white = (u / 0.6) ** 2 + (v / 0.45) ** 2 < 1
         yolk = (u - 0.05) ** 2 + v ** 2 < U(0.04, 0.06)
-        return [(white, _jitter(rng, n, (250, 250, 245), 5)), (yolk, _jitter(rng, n, (250, 180, 20)))]
+        return [(white, _jitter(rng, n, (250, 250, 245), 5)),
+                (yolk, _jitter(rng, n, (250, 180, 20)))]
     raise ValueError(f'unknown food {kind!r}; known: {FOODS}')
 
 
