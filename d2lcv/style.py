@@ -63,8 +63,8 @@ def load_vgg19(ctx=None, weights='auto', seed=0):
     """VGG-19 from Gluon's model zoo: ``(net, description)``.
 
     ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.get_pretrained`; raises
-    ``PretrainedWeightsMissing`` offline), ``'random'`` (the model zoo's own initialisers,
-    seeded, He-initialised so activations keep their scale; convolutions only), or
+    ``PretrainedWeightsMissing`` offline), ``'random'`` (a seeded He initialisation of the
+    convolutions, which keeps the activations' scale; the Dense layers stay unset), or
     ``'auto'`` (pretrained if available, else random with a warning).
     ``description`` says which, for reports.
     """
