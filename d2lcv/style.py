@@ -216,7 +216,7 @@ def train(X, contents_Y, styles_Y, device, lr, num_epochs, lr_decay_epoch, net,
     """
     X, styles_Y_gram, trainer = get_inits(X, device, lr, styles_Y)
     if animator is None:
-        animator = Animator(xlabel='epoch', ylabel='loss', xlim=[1, num_epochs],
+        animator = Animator(xlabel='epoch', ylabel='loss', xlim=[1, max(2, num_epochs)],
                             legend=['content', 'style', 'TV'], ncols=2, figsize=(7, 2.5),
                             save_path=save_path)
     for epoch in range(1, num_epochs + 1):
