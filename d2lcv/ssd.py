@@ -519,7 +519,7 @@ def _plain_show_bboxes(axes, bboxes, labels=None, colors=None):
 
 
 def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0.5,
-                     max_batches=None, iou_thresholds=None):
+                     max_batches=None, iou_thresholds=None, interpolation='coco'):
     """Detect on every batch of ``data_iter`` and score with :func:`mean_average_precision`.
 
     Returns that function's dict (``map50``, ``map``, per-class APs ...). Padded examples
@@ -544,5 +544,5 @@ def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0
     m = max(l.shape[1] for l in labels)
     labels = [onp.concatenate([l, -onp.ones((l.shape[0], m - l.shape[1], l.shape[2]),
                                             l.dtype)], axis=1) for l in labels]
-    kw = {} if iou_thresholds is None else {'iou_thresholds': iou_thresholds}
-    return mean_average_precision(onp.concatenate(dets), onp.concatenate(labels), **kw)
+    return mean_average_precision(onp.concatenate(dets), onp.concatenate(labels),
+                                  iou_thresholds=iou_thresholds, interpolation=interpolation)
