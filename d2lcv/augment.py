@@ -113,42 +113,61 @@ def read_cifar10_bin(folder, train=True):
     return onp.concatenate(images), onp.concatenate(labels)
 
 
-def cifar10_dataset(is_train, tiny=None, root=None):
+def cifar10_dataset(is_train, tiny=None, root=None, limit=None):
     """CIFAR-10 as a Gluon dataset of ``(image (32, 32, 3) uint8, label)``.
 
     Real data: Gluon's ``CIFAR10`` (downloads and checks it). ``tiny`` (or ``D2LCV_TINY=1``)
     or an explicit ``root`` folder in the binary format: read with :func:`read_cifar10_bin`.
+    ``limit`` keeps the first ``limit`` examples (small runs).
     """
     if root is None and is_tiny(tiny):
         root = synth_twin('cifar10')
     if root is not None:
         images, labels = read_cifar10_bin(root, is_train)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
         return gluon.data.ArrayDataset(np.array(images, dtype='uint8'), labels)
     try:
-        return gluon.data.vision.CIFAR10(train=is_train)
+        dataset = gluon.data.vision.CIFAR10(train=is_train)
     except Exception as e:  # noqa: BLE001 - any failure of the download path
         raise DownloadError(f'could not load Gluon CIFAR10 ({e}). Offline? Use the '
                             'synthetic twin: tiny=True, or set D2LCV_TINY=1.') from e
+    if limit is not None:
+        dataset = gluon.data.SimpleDataset([dataset[i] for i in range(min(limit,
+                                                                           len(dataset)))])
+    return dataset
 
 
-def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None):
+def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None,
+                 limit=None):
     """A ``DataLoader`` over CIFAR-10 with ``augs`` applied to the images (the chapter's)."""
     return gluon.data.DataLoader(
-        cifar10_dataset(is_train, tiny, root).transform_first(augs),
+        cifar10_dataset(is_train, tiny, root, limit).transform_first(augs),
         batch_size=batch_size, shuffle=is_train,
         num_workers=get_dataloader_workers() if num_workers is None else num_workers)
 
 
+def _initialized(net):
+    params = list(net.collect_params().values())
+    # a parameter is initialised once it has data or a pending (deferred) initialisation
+    return bool(params) and (params[0]._data is not None or bool(params[0]._deferred_init))
+
+
 def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
-                        num_epochs=10, devices=None, tiny=None, root=None, **train_kwargs):
-    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's)."""
+                        num_epochs=10, devices=None, tiny=None, root=None, kvstore='device',
+                        limit_train=None, limit_test=None, **train_kwargs):
+    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's).
+
+    ``net`` is initialised (Xavier, on ``devices``) unless it already is. ``limit_train`` /
+    ``limit_test`` keep the first examples only; other keywords go to :func:`train_ch13`.
+    """
     devices = resolve_devices(devices)
-    if not net.collect_params().values() or \
-            list(net.collect_params().values())[0]._data is None:
+    if not _initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
-    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root)
-    test_iter = load_cifar10(False, test_augs, batch_size, tiny, root)
+    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root, limit=limit_train)
+    test_iter = load_cifar10(False, test_augs, batch_size, tiny, root, limit=limit_test)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},
+                            kvstore=kvstore)
     return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
                       **train_kwargs)
