@@ -30,5 +30,11 @@ from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noq
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .bananas import (load_data_bananas, read_data_bananas, BananasDataset,  # noqa: E402
+                      load_data_bananas_csv)
+from .ssd import (cls_predictor, bbox_predictor, flatten_pred, concat_preds,  # noqa: E402
+                  down_sample_blk, base_net, get_blk, blk_forward, TinySSD, calc_loss,
+                  cls_eval, bbox_eval, SSDLoss, train_ssd)
+from .detection_metrics import mean_average_precision  # noqa: E402
 
 __version__ = '0.1.0'
