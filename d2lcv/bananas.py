@@ -179,6 +179,8 @@ class BananaDetIter(image.ImageDetIter):
         try:
             label, img = super().next_sample()
         except StopIteration:
+            if self.seq is None:  # MXNet rewinds the file to pad the last batch
+                self._pos = 0
             raise
         except Exception as e:  # MXNetError, struct.error ... from a damaged file
             raise BananasDataError(f'{self._rec_path}: {where}: cannot read: {e}') from e

@@ -258,13 +258,18 @@ class SSDLoss:
     negative_ratio : None, or keep only the ``ratio * #positives`` hardest negative anchors
         per image in the class loss (hard negative mining), averaged over the kept anchors.
     cls_weight, box_weight : weights of the two terms.
+    normalize : ``'anchors'`` (the chapter's: means over all anchors / offsets) or
+        ``'positives'`` (the SSD paper's: sums divided by the image's number of positive
+        anchors, at least 1).
     """
 
     def __init__(self, cls='ce', box='l1', sigma=1.0, gamma=2.0, alpha=0.25,
-                 negative_ratio=None, cls_weight=1.0, box_weight=1.0):
-        if cls not in ('ce', 'focal') or box not in ('l1', 'smooth_l1'):
-            raise ValueError(f'SSDLoss: cls must be ce|focal and box l1|smooth_l1, got '
-                             f'{cls!r}, {box!r}')
+                 negative_ratio=None, cls_weight=1.0, box_weight=1.0, normalize='anchors'):
+        if cls not in ('ce', 'focal') or box not in ('l1', 'smooth_l1') or \
+                normalize not in ('anchors', 'positives'):
+            raise ValueError(f'SSDLoss: cls must be ce|focal, box l1|smooth_l1, normalize '
+                             f'anchors|positives; got {cls!r}, {box!r}, {normalize!r}')
+        self.normalize = normalize
         self.cls, self.box, self.sigma = cls, box, sigma
         self.gamma, self.alpha = gamma, alpha
         self.negative_ratio = negative_ratio
@@ -281,14 +286,20 @@ class SSDLoss:
             per_anchor = -logp_true
         if self.negative_ratio:
             w = _hard_negative_weights(per_anchor.detach(), cls_labels, self.negative_ratio)
-            cls = (per_anchor * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
         else:
-            cls = per_anchor.mean(axis=1)
+            w = np.ones_like(per_anchor)
         diff = (bbox_preds - bbox_labels) * bbox_masks
         if self.box == 'smooth_l1':
-            box = npx.smooth_l1(diff, scalar=self.sigma).mean(axis=1)
+            box = npx.smooth_l1(diff, scalar=self.sigma)
         else:
-            box = np.abs(diff).mean(axis=1)
+            box = np.abs(diff)
+        if self.normalize == 'positives':
+            num_pos = np.maximum((cls_labels > 0).sum(axis=1), 1).astype(per_anchor.dtype)
+            cls = (per_anchor * w).sum(axis=1) / num_pos
+            box = box.sum(axis=1) / num_pos
+        else:
+            cls = (per_anchor * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1)
+            box = box.mean(axis=1)
         return self.cls_weight * cls + self.box_weight * box
 
 
