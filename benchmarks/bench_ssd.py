@@ -126,12 +126,12 @@ def accuracy(args):
     tik = time.time()
     result = ssd.train_ssd(net, train_iter, args.epochs, val_iter=val_iter, loss=loss,
                            map_every=args.map_every, devices=[mx.cpu()],
-                           lr=args.lr, save_path=args.save_path, progress=False)
+                           lr=args.lr, optimizer=args.optimizer, save_path=args.save_path, progress=False)
     minutes = (time.time() - tik) / 60
     final = ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()])
     voc = ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()], interpolation='voc')
     print(f'[map] twin {args.num_train} train / {args.num_val} val images at '
-          f'{args.edge}x{args.edge}, batch {args.batch_size}, lr {args.lr}, loss {args.loss}, '
+          f'{args.edge}x{args.edge}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, loss {args.loss}, '
           f'{args.epochs} epochs in {minutes:.1f} min')
     for epoch, m in result['map_history']:
         print(f'  epoch {epoch:3d}: val mAP@0.5 {m:.3f}')
@@ -156,6 +156,7 @@ def main(argv=None):
     p.add_argument('--loss', choices=['chapter', 'ssd'], default='ssd',
                    help="'chapter': calc_loss; 'ssd': smooth L1, 3:1 hard negatives, "
                         'normalised by the positives')
+    p.add_argument('--optimizer', default='sgd')
     p.add_argument('--backend', default=None, help="'npx' or 'd2lcv' (default: auto)")
     p.add_argument('--save-path', default=None, help='PNG of the training curves')
     args = p.parse_args(argv)

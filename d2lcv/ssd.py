@@ -339,14 +339,15 @@ def _num_batches(data_iter):
 
 
 def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None,
-              val_iter=None, lr=0.2, wd=5e-4, *, hybridize=True, backend=None,
+              val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, backend=None,
               map_every=None, animator=None, save_path=None, progress=True, verbose=True,
               max_batches=None):
     """Train an SSD as in section 13.7; return a dict of results.
 
     Shapes per batch: ``X (B, 3, H, W)``, ``Y (B, m, 5)``. ``net`` is initialised (Xavier)
     on ``devices`` if it has no initialised parameters; ``trainer`` defaults to the
-    chapter's SGD (``lr`` 0.2, ``wd`` 5e-4); ``loss`` to the chapter's :func:`calc_loss`
+    chapter's SGD (``lr`` 0.2, ``wd`` 5e-4; ``optimizer`` names another Gluon optimizer);
+    ``loss`` to the chapter's :func:`calc_loss`
     (any callable with its signature, e.g. :class:`SSDLoss`). Each batch is split across
     ``devices``. Class error and bbox MAE are summed on the device and read five times an
     epoch. With ``val_iter``, the validation mAP@0.5 is computed every ``map_every`` epochs
@@ -364,7 +365,8 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     if hybridize and hasattr(net, 'hybridize'):
         net.hybridize(static_alloc=True, static_shape=True)
     if trainer is None:
-        trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': lr, 'wd': wd})
+        trainer = gluon.Trainer(net.collect_params(), optimizer,
+                                {'learning_rate': lr, 'wd': wd})
     loss = loss or calc_loss
     legend = ['class error', 'bbox mae'] + (['val mAP@0.5'] if val_iter is not None else [])
     if animator is None:
