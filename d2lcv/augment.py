@@ -6,9 +6,11 @@ the synthetic twin offline, both in the same binary format); ``train_with_data_a
 the chapter's ResNet-18 with ``train_ch13``.
 """
 import os
+import random as _random
 
 import numpy as onp
 from mxnet import gluon, init, np
+from mxnet.gluon import nn
 from mxnet.gluon.data.vision import transforms
 
 from .devices import resolve_devices
@@ -16,7 +18,8 @@ from .hub import DownloadError, is_tiny, synth_twin
 from .plot import show_images
 from .train import get_dataloader_workers, train_ch13
 
-__all__ = ['apply', 'AUGMENTATIONS', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
+__all__ = ['apply', 'AUGMENTATIONS', 'RandomFlip', 'RandomFlipLeftRight',
+           'RandomFlipTopBottom', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
            'brightness_aug', 'hue_aug', 'color_aug', 'combined_aug', 'train_augs',
            'test_augs', 'read_cifar10_bin', 'cifar10_dataset', 'load_cifar10',
            'train_with_data_aug', 'img_path', 'CIFAR10_CLASSES']
@@ -40,13 +43,44 @@ def apply(img, aug, num_rows=2, num_cols=4, scale=1.5):
     return show_images(Y, num_rows, num_cols, scale=scale)
 
 
+class RandomFlip(nn.Block):
+    """Flip an image ``(H, W, C)`` (or a batch ``(N, H, W, C)``) with probability ``p``.
+
+    Gluon's ``RandomFlipLeftRight`` / ``RandomFlipTopBottom`` in MXNet 1.9.1 zero the middle
+    column / row of images with an odd width / height (``npx.image.flip_left_right`` of
+    ``[[0 1 2 3 4]]`` gives ``[[4 3 0 1 0]]``); this flips with ``np.flip`` instead.
+    """
+
+    def __init__(self, axis, p=0.5):
+        super().__init__()
+        if axis not in ('width', 'height'):
+            raise ValueError(f"axis must be 'width' or 'height', got {axis!r}")
+        self.axis, self.p = axis, p
+
+    def forward(self, x):
+        if _random.random() >= self.p:
+            return x
+        axis = (1 if self.axis == 'width' else 0) + (x.ndim - 3)
+        return np.flip(x, axis=axis)
+
+
+def RandomFlipLeftRight(p=0.5):  # noqa: N802 - named like the Gluon transform it replaces
+    """Left-right flip with probability ``p`` (correct for odd widths)."""
+    return RandomFlip('width', p)
+
+
+def RandomFlipTopBottom(p=0.5):  # noqa: N802
+    """Top-bottom flip with probability ``p`` (correct for odd heights)."""
+    return RandomFlip('height', p)
+
+
 # The chapter's augmenters, in the order it introduces them.
 def flip_left_right():
-    return transforms.RandomFlipLeftRight()
+    return RandomFlipLeftRight()
 
 
 def flip_top_bottom():
-    return transforms.RandomFlipTopBottom()
+    return RandomFlipTopBottom()
 
 
 def shape_aug(size=200):
@@ -68,7 +102,7 @@ def color_aug():
 
 
 def combined_aug(size=200):
-    return transforms.Compose([transforms.RandomFlipLeftRight(), color_aug(), shape_aug(size)])
+    return transforms.Compose([RandomFlipLeftRight(), color_aug(), shape_aug(size)])
 
 
 AUGMENTATIONS = {
@@ -80,7 +114,7 @@ AUGMENTATIONS = {
 
 def train_augs():
     """Training transform of 13.1: random left-right flip, then ``ToTensor``."""
-    return transforms.Compose([transforms.RandomFlipLeftRight(), transforms.ToTensor()])
+    return transforms.Compose([RandomFlipLeftRight(), transforms.ToTensor()])
 
 
 def test_augs():
