@@ -59,10 +59,13 @@ def _npx_ops():
 def _d2lcv_ops():
     from . import anchors as a  # ImportError until the detection-core module exists
     return types.SimpleNamespace(
-        name='d2lcv', multibox_prior=a.multibox_prior,
+        name='d2lcv',
+        multibox_prior=lambda data, sizes, ratios: a.multibox_prior(
+            data, sizes, ratios, impl='d2lcv'),
         multibox_target=lambda anchors, labels, cls_preds, **kw: a.multibox_target(
-            anchors, labels, cls_preds, **kw),
-        multibox_detection=a.multibox_detection)
+            anchors, labels, cls_preds, impl='d2lcv', **kw),
+        multibox_detection=lambda cls_probs, offset_preds, anchors, **kw:
+            a.multibox_detection(cls_probs, offset_preds, anchors, impl='d2lcv', **kw))
 
 
 def detection_ops(backend=None):
