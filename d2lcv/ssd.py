@@ -16,8 +16,8 @@ The chapter's pieces keep their names: ``cls_predictor``, ``bbox_predictor``,
   (class err, bbox mae, examples/sec), optional validation mAP per epoch.
 * The anchor operators come from a selectable backend: ``'npx'`` (MXNet's
   ``npx.multibox_prior/target/detection``, as in the chapter) or ``'d2lcv'``
-  (:mod:`d2lcv.anchors`, same semantics). Default: ``$D2LCV_DET_BACKEND``, else ``'d2lcv'``
-  when that module is importable, else ``'npx'``.
+  (:mod:`d2lcv.anchors`, same semantics). Default: ``$D2LCV_DET_BACKEND``, else the
+  default of :mod:`d2lcv.anchors` (``set_impl`` / ``$D2LCV_ANCHORS_IMPL``).
 """
 import os
 import time
@@ -72,21 +72,23 @@ def detection_ops(backend=None):
     """The anchor operators: ``multibox_prior``, ``multibox_target``, ``multibox_detection``.
 
     ``backend``: ``'npx'`` (MXNet's operators), ``'d2lcv'`` (:mod:`d2lcv.anchors`), or
-    ``None``: ``$D2LCV_DET_BACKEND`` if set, else ``'d2lcv'`` when importable, else ``'npx'``.
+    ``None``: ``$D2LCV_DET_BACKEND`` if set, else :mod:`d2lcv.anchors`' own default
+    (``d2lcv.anchors.set_impl`` / ``$D2LCV_ANCHORS_IMPL``, ``'d2lcv'`` unless changed).
     """
     if isinstance(backend, types.SimpleNamespace):
         return backend
     backend = backend or os.environ.get('D2LCV_DET_BACKEND') or None
+    if backend is None:
+        try:
+            from . import anchors
+            backend = anchors.get_impl()
+        except ImportError:
+            backend = 'npx'
     if backend == 'npx':
         return _npx_ops()
     if backend == 'd2lcv':
         return _d2lcv_ops()
-    if backend is not None:
-        raise ValueError(f"unknown detection backend {backend!r}: use 'npx' or 'd2lcv'")
-    try:
-        return _d2lcv_ops()
-    except ImportError:
-        return _npx_ops()
+    raise ValueError(f"unknown detection backend {backend!r}: use 'npx' or 'd2lcv'")
 
 
 # ----------------------------------------------------------------------------------------

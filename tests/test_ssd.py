@@ -270,3 +270,36 @@ def test_evaluate_ssd_map_of_an_oracle(monkeypatch, tiny_twin):
     monkeypatch.setattr(ssd, 'detect', oracle)
     r = ssd.evaluate_ssd_map(None, val_iter, devices=[mx.cpu()])
     assert r['map50'] == pytest.approx(1.0) and r['num_gt'] == [16]
+
+
+def test_backend_selection(monkeypatch):
+    from d2lcv import anchors
+    monkeypatch.setenv('D2LCV_DET_BACKEND', 'npx')
+    assert ssd.detection_ops().name == 'npx'
+    monkeypatch.delenv('D2LCV_DET_BACKEND')
+    assert ssd.detection_ops().name == anchors.get_impl()
+    monkeypatch.setattr(anchors, '_default_impl', 'npx')
+    assert ssd.detection_ops().name == 'npx'
+    assert ssd.detection_ops('d2lcv').name == 'd2lcv'
+
+
+def test_both_backends_give_the_same_training_step(tiny_twin):
+    pytest.importorskip('d2lcv.anchors')
+    train_iter, _ = load_data_bananas(8, 64, data_dir=tiny_twin)
+    X, Y = next(ssd.batches(train_iter))
+    results = []
+    for backend in ('npx', 'd2lcv'):
+        mx.random.seed(3)
+        net = ssd.TinySSD(1, backend=backend)
+        net.initialize(init=init.Xavier())
+        trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.2})
+        sums = ssd._train_step(net, X, Y, ssd.calc_loss, trainer, [mx.cpu()],
+                               ssd.detection_ops(backend))
+        params = [p.data().asnumpy() for p in net.collect_params().values()]
+        out = ssd.detect(net, X[:2]).asnumpy()
+        results.append(([float(v) for v in sums], params, out))
+    (s1, p1, o1), (s2, p2, o2) = results
+    onp.testing.assert_allclose(s1, s2, rtol=1e-5)
+    for a, b in zip(p1, p2):
+        onp.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    onp.testing.assert_allclose(o1, o2, rtol=1e-4, atol=1e-5)
