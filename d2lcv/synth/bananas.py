@@ -103,19 +103,24 @@ def _banana_patch(rng, length):
     return mask, colour
 
 
-def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size=0.45):
+def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size=0.45,
+                   progress=True):
     """Draw ``num`` banana images; return ``(images, boxes)``.
 
     ``images``: ``(num, edge, edge, 3)`` uint8. ``boxes``: a list of ``(k_i, 4)`` int arrays
     ``(x1, y1, x2, y2)`` in pixels (``x2``/``y2`` exclusive), one row per banana.
-    Deterministic from ``seed``.
+    Deterministic from ``seed``. ``progress`` shows a bar in a terminal (tqdm).
     """
+    from tqdm import tqdm
     rng = onp.random.default_rng(seed)
     images = onp.empty((num, edge, edge, 3), onp.uint8)
     boxes = []
     grid = onp.mgrid[0:edge, 0:edge].astype(onp.float32) / edge
     noise_bank = rng.standard_normal((4, edge, edge, 3), dtype=onp.float32)
+    bar = tqdm(total=num, desc=f'drawing {num} banana images', leave=False,
+               disable=None if progress and num >= 200 else True)
     for i in range(num):
+        bar.update(1)
         img = _background(rng, edge, grid, noise_bank)
         k = 1 if max_objects <= 1 else int(rng.integers(1, max_objects + 1))
         placed = []
@@ -138,6 +143,7 @@ def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size
                 break
         boxes.append(onp.array(placed, dtype=onp.int64).reshape(-1, 4))
         images[i] = onp.clip(img, 0, 255).astype(onp.uint8)
+    bar.close()
     return images, boxes
 
 
