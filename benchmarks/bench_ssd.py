@@ -17,7 +17,7 @@ chapter's SGD at lr 0.2 with its mean-over-anchors loss learns far slower on thi
 ``--optimizer sgd --lr 0.2 --loss chapter`` runs it).
 
     python benchmarks/bench_ssd.py                        # both parts, defaults below
-    python benchmarks/bench_ssd.py --part speed --edge 256
+    python benchmarks/bench_ssd.py --part speed --speed-edge 64 --batches 10
     python benchmarks/bench_ssd.py --part map --edge 64 --epochs 30
 
 Environment: run with ``OMP_NUM_THREADS`` set to the cores you can use; the twin is
@@ -81,10 +81,11 @@ def make_trainer(net):
 
 def speed(args):
     bs = args.batch_size
+    n_img = bs * (args.batches + 1)
     root = d2l.synth_twin('bananas', root=os.path.join(
-        d2l.hub.data_dir(), 'bench', f'bananas-speed-{args.edge}'),
-        num_train=bs * (args.batches + 1), num_val=8, edge=args.edge)
-    train_iter, _ = load_data_bananas(bs, args.edge, data_dir=root)
+        d2l.hub.data_dir(), 'bench', f'bananas-speed-{args.speed_edge}-{n_img}'),
+        num_train=n_img, num_val=8, edge=args.speed_edge)
+    train_iter, _ = load_data_bananas(bs, args.speed_edge, data_dir=root)
     data = list(ssd.batches(train_iter))
     device = mx.cpu()
     ref = ChapterTinySSD(1)
@@ -116,7 +117,7 @@ def speed(args):
             npx.waitall()
             t_new[name] += time.time() - tik
     n = bs * (len(data) - 1)
-    print(f'[speed] edge {args.edge}, batch {bs}, {len(data) - 1} timed batches, '
+    print(f'[speed] edge {args.speed_edge}, batch {bs}, {len(data) - 1} timed batches, '
           f'OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS")}')
     print(f'  chapter loop (nn.Block, npx ops, sync per batch): {n / t_ref:8.1f} examples/sec')
     for name, t in t_new.items():
@@ -164,9 +165,10 @@ def accuracy(args):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--part', choices=['speed', 'map', 'both'], default='both')
-    p.add_argument('--edge', type=int, default=64)
+    p.add_argument('--edge', type=int, default=64, help='image size of the mAP run')
+    p.add_argument('--speed-edge', type=int, default=256, help='image size of the speed run')
     p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--batches', type=int, default=6, help='timed batches (speed)')
+    p.add_argument('--batches', type=int, default=5, help='timed batches (speed)')
     p.add_argument('--num-train', type=int, default=1000)
     p.add_argument('--num-val', type=int, default=100)
     p.add_argument('--epochs', type=int, default=30)
