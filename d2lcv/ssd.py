@@ -359,9 +359,12 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     (default: after the last) and plotted.
 
     Prints the chapter's summary: ``class err ..., bbox mae ...`` and ``... examples/sec on
-    [...]`` (wall time of the training loop, data reading included). Returns ``class_err``,
-    ``bbox_mae``, ``examples_per_sec``, ``seconds``, ``epochs``, ``val_map`` (the last
-    measured, or None), ``map_history`` and the Animator's ``history``.
+    [...]`` (wall time of the training loop, data reading included, evaluation excluded;
+    the chapter's own figure divides by the time of the last batch only). Returns
+    ``class_err``, ``bbox_mae``, ``examples_per_sec``, ``seconds``, ``epochs``, ``val_map``
+    (the last measured, or None), ``map_history`` ``[(epoch, mAP@0.5)]``, ``loss_history``
+    (mean loss per image, per epoch) and the Animator's ``history``. ``max_batches`` caps
+    the batches per epoch; ``hybridize`` compiles the net (static memory) first.
     """
     devices = resolve_devices(devices)
     ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
@@ -490,7 +493,11 @@ def detect(net, X, device=None, backend=None, nms_threshold=0.5, **kwargs):
 
 
 def predict(X, net, device=None, backend=None, nms_threshold=0.5):
-    """The chapter's ``predict``: the kept detections of the first image, ``(k, 6)``."""
+    """The chapter's ``predict``: the kept detections of the first image, ``(k, 6)``.
+
+    The chapter's ``predict(X)`` reads a global ``net``; here it is the second argument.
+    Rows ``(class, score, x1, y1, x2, y2)`` sorted by decreasing score, corners in [0, 1].
+    """
     output = detect(net, X, device, backend, nms_threshold)
     idx = onp.nonzero(output[0, :, 0].asnumpy() != -1)[0]
     return output[0, np.array(idx, dtype='int32', ctx=output.ctx)] if len(idx) \
