@@ -146,13 +146,15 @@ def accuracy(args):
     tik = time.time()
     result = ssd.train_ssd(net, train_iter, args.epochs, val_iter=val_iter, loss=loss,
                            map_every=args.map_every, devices=[mx.cpu()],
-                           lr=args.lr, optimizer=args.optimizer, save_path=args.save_path, progress=False)
+                           lr=args.lr, optimizer=args.optimizer, save_path=args.save_path,
+                           progress=False)
     minutes = (time.time() - tik) / 60
     final = ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()])
     voc = ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()], interpolation='voc')
     print(f'[map] twin {args.num_train} train / {args.num_val} val images at '
-          f'{args.edge}x{args.edge}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, loss {args.loss}, '
-          f'{args.epochs} epochs in {minutes:.1f} min')
+          f'{args.edge}x{args.edge}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, '
+          f'loss {args.loss}, {ssd.detection_ops(args.backend).name} ops: {args.epochs} epochs '
+          f'in {minutes:.1f} min ({result["examples_per_sec"]:.1f} examples/sec training)')
     for epoch, m in result['map_history']:
         print(f'  epoch {epoch:3d}: val mAP@0.5 {m:.3f}')
     print(f'  final val mAP@0.5 (COCO 101-pt) {final["map50"]:.3f}, '
