@@ -291,3 +291,20 @@ def test_missing_label_csv_is_named(tmp_path, csv_twin):
     os.remove(os.path.join(folder, 'bananas_val', 'label.csv'))
     with pytest.raises(BananasDataError, match=r'bananas_val/label\.csv: label file not found'):
         read_data_bananas(False, folder)
+
+
+def test_run_section(tmp_path, monkeypatch, capsys):
+    import json
+    from d2lcv import cli
+    monkeypatch.setenv('D2LCV_TINY', '1')  # restored afterwards (the CLI sets it)
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
+    d2l.synth_twin('bananas', num_train=40, num_val=8)  # small, in the default place
+    code = cli.main(['run', 'bananas', '--tiny', '--devices', 'cpu', '--out',
+                     str(tmp_path / 'runs')])
+    assert code == 0
+    (run_dir,) = list((tmp_path / 'runs').iterdir())
+    metrics = json.load(open(run_dir / 'metrics.json'))['13.6']
+    assert metrics['batch_data_shape'] == '(32, 3, 256, 256)'
+    assert metrics['batch_label_shape'] == '(32, 1, 5)'
+    assert metrics['csv_label_shape'] == '(64, 3, 5)'
+    assert (run_dir / '13_6_bananas.png').stat().st_size > 1000

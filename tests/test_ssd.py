@@ -304,3 +304,19 @@ def test_both_backends_give_the_same_training_step(tiny_twin):
     for a, b in zip(p1, p2):
         onp.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     onp.testing.assert_allclose(o1, o2, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_run_section_writes_figures_and_metrics(tmp_path, monkeypatch, capsys):
+    import json
+    from d2lcv import cli
+    monkeypatch.setenv('D2LCV_TINY', '1')  # restored afterwards (the CLI sets it)
+    code = cli.main(['run', 'ssd', '--tiny', '--devices', 'cpu', '--out', str(tmp_path),
+                     '--set', 'num_epochs=2', '--set', 'num_train=64'])
+    assert code == 0
+    (run_dir,) = list(tmp_path.iterdir())
+    metrics = json.load(open(run_dir / 'metrics.json'))['13.7']
+    assert metrics['status'] == 'ok' and metrics['epochs'] == 2
+    assert 0 <= metrics['val_map50'] <= 1 and metrics['last_loss'] < metrics['first_loss']
+    for name in ('13_7_curves.png', '13_7_detections.png'):
+        assert (run_dir / name).stat().st_size > 1000
