@@ -49,5 +49,11 @@ from .segmentation import (VOC_COLORMAP, VOC_CLASSES, IGNORE_LABEL, read_voc_ima
 from .transconv import trans_conv, kernel2matrix  # noqa: E402
 from .fcn import (bilinear_kernel, fcn_net, SegmentationLoss, train_fcn, predict,  # noqa
                   label2image, predict_whole, evaluate_voc)
+from .bananas import (load_data_bananas, read_data_bananas, BananasDataset,  # noqa: E402
+                      load_data_bananas_csv)
+from .ssd import (cls_predictor, bbox_predictor, flatten_pred, concat_preds,  # noqa: E402
+                  down_sample_blk, base_net, get_blk, blk_forward, TinySSD, calc_loss,
+                  cls_eval, bbox_eval, SSDLoss, train_ssd)
+from .detection_metrics import mean_average_precision  # noqa: E402
 
 __version__ = '0.1.0'
