@@ -30,5 +30,12 @@ from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noq
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .kaggle import (read_csv_labels, copyfile, reorg_train_valid, reorg_test,  # noqa: E402
+                     reorg_cifar10_data, reorg_dog_data, transform_train_cifar10,
+                     transform_test_cifar10, transform_train_dog, transform_test_dog,
+                     read_image_folders, kaggle_loaders, get_net_cifar10, train_cifar10,
+                     small_features, get_net_dog, evaluate_loss, train_dog, image_ids,
+                     predict_labels, predict_probs, write_cifar10_submission,
+                     write_dog_submission, check_submission, kaggle_cifar10, kaggle_dog)
 
 __version__ = '0.1.0'

@@ -386,10 +386,11 @@ def transform_train_dog(size=224):
 
 
 def transform_test_dog(size=224):
-    """13.14's test transform -> ``(3, size, size)``: resize the shorter side to
-    ``size * 256 / 224`` (256 for the chapter's 224), centre crop, normalise."""
+    """13.14's test transform -> ``(3, size, size)``: resize to a ``size * 256 / 224`` square
+    (the chapter's ``Resize(256)``, which does not keep the aspect ratio), centre crop,
+    ImageNet normalisation."""
     T = _T()
-    return T.Compose([T.Resize(round(size * 256 / 224), keep_ratio=True), T.CenterCrop(size),
+    return T.Compose([T.Resize(round(size * 256 / 224)), T.CenterCrop(size),
                       T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
@@ -677,7 +678,7 @@ def _write_rows(fname, header, rows):
 
 def write_cifar10_submission(ids, preds, synsets, fname='submission.csv'):
     """Write Kaggle CIFAR-10's ``id,label`` file: one row per id, the label
-    ``synsets[preds[i]]``. ``ids (N,)`` as from :func:`test_ids`, ``preds (N,)`` ints."""
+    ``synsets[preds[i]]``. ``ids (N,)`` as from :func:`image_ids`, ``preds (N,)`` ints."""
     preds = onp.asarray(preds)
     if len(ids) != len(preds):
         raise ValueError(f'{len(ids)} ids but {len(preds)} predictions')
