@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(VENV)/bin/d2lcv run all --tiny
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist load -q -p no:cacheprovider
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

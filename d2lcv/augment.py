@@ -6,9 +6,11 @@ the synthetic twin offline, both in the same binary format); ``train_with_data_a
 the chapter's ResNet-18 with ``train_ch13``.
 """
 import os
+import random as _random
 
 import numpy as onp
 from mxnet import gluon, init, np
+from mxnet.gluon import nn
 from mxnet.gluon.data.vision import transforms
 
 from .devices import resolve_devices
@@ -16,7 +18,8 @@ from .hub import DownloadError, is_tiny, synth_twin
 from .plot import show_images
 from .train import get_dataloader_workers, train_ch13
 
-__all__ = ['apply', 'AUGMENTATIONS', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
+__all__ = ['apply', 'AUGMENTATIONS', 'RandomFlip', 'RandomFlipLeftRight',
+           'RandomFlipTopBottom', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
            'brightness_aug', 'hue_aug', 'color_aug', 'combined_aug', 'train_augs',
            'test_augs', 'read_cifar10_bin', 'cifar10_dataset', 'load_cifar10',
            'train_with_data_aug', 'img_path', 'CIFAR10_CLASSES']
@@ -40,13 +43,44 @@ def apply(img, aug, num_rows=2, num_cols=4, scale=1.5):
     return show_images(Y, num_rows, num_cols, scale=scale)
 
 
+class RandomFlip(nn.Block):
+    """Flip an image ``(H, W, C)`` (or a batch ``(N, H, W, C)``) with probability ``p``.
+
+    Gluon's ``RandomFlipLeftRight`` / ``RandomFlipTopBottom`` in MXNet 1.9.1 zero the middle
+    column / row of images with an odd width / height (``npx.image.flip_left_right`` of
+    ``[[0 1 2 3 4]]`` gives ``[[4 3 0 1 0]]``); this flips with ``np.flip`` instead.
+    """
+
+    def __init__(self, axis, p=0.5):
+        super().__init__()
+        if axis not in ('width', 'height'):
+            raise ValueError(f"axis must be 'width' or 'height', got {axis!r}")
+        self.axis, self.p = axis, p
+
+    def forward(self, x):
+        if _random.random() >= self.p:
+            return x
+        axis = (1 if self.axis == 'width' else 0) + (x.ndim - 3)
+        return np.flip(x, axis=axis)
+
+
+def RandomFlipLeftRight(p=0.5):  # noqa: N802 - named like the Gluon transform it replaces
+    """Left-right flip with probability ``p`` (correct for odd widths)."""
+    return RandomFlip('width', p)
+
+
+def RandomFlipTopBottom(p=0.5):  # noqa: N802
+    """Top-bottom flip with probability ``p`` (correct for odd heights)."""
+    return RandomFlip('height', p)
+
+
 # The chapter's augmenters, in the order it introduces them.
 def flip_left_right():
-    return transforms.RandomFlipLeftRight()
+    return RandomFlipLeftRight()
 
 
 def flip_top_bottom():
-    return transforms.RandomFlipTopBottom()
+    return RandomFlipTopBottom()
 
 
 def shape_aug(size=200):
@@ -68,7 +102,7 @@ def color_aug():
 
 
 def combined_aug(size=200):
-    return transforms.Compose([transforms.RandomFlipLeftRight(), color_aug(), shape_aug(size)])
+    return transforms.Compose([RandomFlipLeftRight(), color_aug(), shape_aug(size)])
 
 
 AUGMENTATIONS = {
@@ -80,7 +114,7 @@ AUGMENTATIONS = {
 
 def train_augs():
     """Training transform of 13.1: random left-right flip, then ``ToTensor``."""
-    return transforms.Compose([transforms.RandomFlipLeftRight(), transforms.ToTensor()])
+    return transforms.Compose([RandomFlipLeftRight(), transforms.ToTensor()])
 
 
 def test_augs():
@@ -113,42 +147,61 @@ def read_cifar10_bin(folder, train=True):
     return onp.concatenate(images), onp.concatenate(labels)
 
 
-def cifar10_dataset(is_train, tiny=None, root=None):
+def cifar10_dataset(is_train, tiny=None, root=None, limit=None):
     """CIFAR-10 as a Gluon dataset of ``(image (32, 32, 3) uint8, label)``.
 
     Real data: Gluon's ``CIFAR10`` (downloads and checks it). ``tiny`` (or ``D2LCV_TINY=1``)
     or an explicit ``root`` folder in the binary format: read with :func:`read_cifar10_bin`.
+    ``limit`` keeps the first ``limit`` examples (small runs).
     """
     if root is None and is_tiny(tiny):
         root = synth_twin('cifar10')
     if root is not None:
         images, labels = read_cifar10_bin(root, is_train)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
         return gluon.data.ArrayDataset(np.array(images, dtype='uint8'), labels)
     try:
-        return gluon.data.vision.CIFAR10(train=is_train)
+        dataset = gluon.data.vision.CIFAR10(train=is_train)
     except Exception as e:  # noqa: BLE001 - any failure of the download path
         raise DownloadError(f'could not load Gluon CIFAR10 ({e}). Offline? Use the '
                             'synthetic twin: tiny=True, or set D2LCV_TINY=1.') from e
+    if limit is not None:
+        dataset = gluon.data.SimpleDataset([dataset[i] for i in range(min(limit,
+                                                                           len(dataset)))])
+    return dataset
 
 
-def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None):
+def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=None,
+                 limit=None):
     """A ``DataLoader`` over CIFAR-10 with ``augs`` applied to the images (the chapter's)."""
     return gluon.data.DataLoader(
-        cifar10_dataset(is_train, tiny, root).transform_first(augs),
+        cifar10_dataset(is_train, tiny, root, limit).transform_first(augs),
         batch_size=batch_size, shuffle=is_train,
         num_workers=get_dataloader_workers() if num_workers is None else num_workers)
 
 
+def _initialized(net):
+    params = list(net.collect_params().values())
+    # a parameter is initialised once it has data or a pending (deferred) initialisation
+    return bool(params) and (params[0]._data is not None or bool(params[0]._deferred_init))
+
+
 def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
-                        num_epochs=10, devices=None, tiny=None, root=None, **train_kwargs):
-    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's)."""
+                        num_epochs=10, devices=None, tiny=None, root=None, kvstore='device',
+                        limit_train=None, limit_test=None, **train_kwargs):
+    """Train ``net`` on CIFAR-10 with Adam and the given augmentations (the chapter's).
+
+    ``net`` is initialised (Xavier, on ``devices``) unless it already is. ``limit_train`` /
+    ``limit_test`` keep the first examples only; other keywords go to :func:`train_ch13`.
+    """
     devices = resolve_devices(devices)
-    if not net.collect_params().values() or \
-            list(net.collect_params().values())[0]._data is None:
+    if not _initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
-    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root)
-    test_iter = load_cifar10(False, test_augs, batch_size, tiny, root)
+    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root, limit=limit_train)
+    test_iter = load_cifar10(False, test_augs, batch_size, tiny, root, limit=limit_test)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr})
+    trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},
+                            kvstore=kvstore)
     return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
                       **train_kwargs)

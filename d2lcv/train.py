@@ -200,7 +200,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                          'batch size with last_batch="discard"?)')
     legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
     if animator is None:
-        animator = Animator(xlabel='epoch', xlim=[1, num_epochs], ylim=[0, 1], legend=legend,
+        animator = Animator(xlabel='epoch', xlim=[0, num_epochs], ylim=[0, 1], legend=legend,
                             save_path=save_path)
     ckpt = _Checkpoint(checkpoint) if checkpoint else None
     start_epoch, train_seconds, examples = 0, 0.0, 0
