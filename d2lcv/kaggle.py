@@ -44,7 +44,7 @@ from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
 __all__ = ['KaggleDataError', 'read_csv_labels', 'copyfile', 'reorg_train_valid', 'reorg_test',
            'reorg_cifar10_data', 'reorg_dog_data', 'transform_train_cifar10',
            'transform_test_cifar10', 'transform_train_dog', 'transform_test_dog',
-           'read_image_folders', 'kaggle_loaders', 'get_net_cifar10', 'lr_at_epoch',
+           'read_image_folders', 'subsample', 'kaggle_loaders', 'get_net_cifar10', 'lr_at_epoch',
            'train_cifar10', 'small_features', 'get_net_dog', 'evaluate_loss', 'train_dog',
            'image_ids', 'predict_labels', 'predict_probs', 'write_cifar10_submission',
            'write_dog_submission', 'check_submission', 'kaggle_cifar10', 'kaggle_dog',
@@ -404,6 +404,30 @@ def read_image_folders(data_dir, folders=SPLITS):
             raise KaggleDataError(f'{path}: missing; run reorg_cifar10_data / reorg_dog_data '
                                   'first')
         out.append(gluon.data.vision.ImageFolderDataset(path))
+    return out
+
+
+class _EverySampler(gluon.data.Sampler):
+    """Indices ``0, every, 2 * every, ...`` below ``length``."""
+
+    def __init__(self, length, every):
+        self._indices = range(0, length, every)
+
+    def __iter__(self):
+        return iter(self._indices)
+
+    def __len__(self):
+        return len(self._indices)
+
+
+def subsample(dataset, every):
+    """Every ``every``-th example of ``dataset`` (keeps ``synsets``): a quick CPU demo subset.
+
+    ``ImageFolderDataset`` lists images class by class, so every class keeps about
+    ``1 / every`` of its images.
+    """
+    out = dataset.sample(_EverySampler(len(dataset), every))
+    out.synsets = getattr(dataset, 'synsets', None)
     return out
 
 
