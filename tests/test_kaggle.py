@@ -615,3 +615,44 @@ def test_kaggle_dog_pipeline_writes_valid_submission(tmp_path, no_draw):
     rows = _read(sub)
     assert rows[0] == ['id'] + sorted(SK.DOG_BREEDS[:3]) and len(rows) == 6
     assert 'valid_loss' in r['valid'] and 'train_loss' in r['final']
+
+
+def test_subsample_keeps_every_nth_and_synsets(tmp_path):
+    d = make_competition(tmp_path / 'comp', UNEVEN)
+    K.reorg_train_valid(d, UNEVEN, 0.1)
+    (tv,) = K.read_image_folders(d, ('train_valid',))
+    sub = K.subsample(tv, 4)
+    assert len(sub) == len(range(0, len(tv), 4)) == 11
+    assert sub.synsets == tv.synsets
+    assert [sub[k][1] for k in range(len(sub))] == [tv.items[i][1] for i in range(0, 44, 4)]
+
+
+# ----------------------------------------------------------------------------------------
+# section runs (tiny budgets through --set options)
+# ----------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name,options', [
+    ('kaggle_cifar10', {'num_train': 60, 'num_epochs': 1, 'batch_size': 10, 'refit': 1}),
+    ('kaggle_dog', {'num_epochs': 1, 'image_size': 32}),
+])
+def test_section_runs_write_submission_and_metrics(tmp_path, monkeypatch, name, options):
+    import importlib
+    from d2lcv.report import Report
+    from d2lcv.runs import RunContext
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
+    mod = importlib.import_module(f'd2lcv.runs.{name}')
+    rep = Report(str(tmp_path / 'run'))
+    rep.section(mod.SECTION, mod.TITLE)
+    mod.run(RunContext(report=rep, devices=CPU, tiny=True, options=options))
+    sec = rep.sections[-1]
+    files = {f['file'] for f in sec['figures']}
+    prefix = mod.SECTION.replace('.', '_')
+    assert f'{prefix}_submission.csv' in files
+    for f in files:
+        assert os.path.exists(rep.path(f))
+    assert sec['metrics']['submission_rows'] == (5 if name == 'kaggle_cifar10' else 20)
+    assert 0 <= sec['metrics']['valid_acc'] <= 1
+    assert any('synthetic twin' in n for n in sec['notes'])
+    if name == 'kaggle_dog':
+        assert any('RANDOM-INITIALISED' in n for n in sec['notes'])
