@@ -27,17 +27,29 @@ from d2lcv import augment  # noqa: E402
 from d2lcv.devices import parse_devices  # noqa: E402
 
 
-def chapter_loop(net, train_iter, loss, trainer, num_epochs, devices):
-    """The chapter's train_ch13 loop without evaluation: a host sync on every batch.
+def chapter_loop(net, train_iter, loss, trainer, num_epochs, devices, out):
+    """The chapter's train_ch13 loop (13.1) without evaluation.
 
-    Timed like train_ch13 (wall time of the whole loop, data loading included), so the two
-    figures compare the same thing.
+    As printed: ``train_batch_ch13`` reads loss and accuracy back to the host after every
+    batch, and the Animator is updated (here: redrawn and saved as a PNG, as a script must)
+    every ``num_batches // 5`` batches. Timed like train_ch13: wall time of the whole loop,
+    data loading included, so the two figures compare the same thing.
     """
+    num_batches = len(train_iter)
+    animator = d2l.Animator(xlabel='epoch', xlim=[0, num_epochs], ylim=[0, 1],
+                            legend=['train loss', 'train acc'], save_path=out,
+                            min_save_interval=0)
     examples, tik = 0, time.time()
-    for _ in range(num_epochs):
-        for features, labels in train_iter:
+    for epoch in range(num_epochs):
+        metric = d2l.Accumulator(4)
+        for i, (features, labels) in enumerate(train_iter):
             l, acc = d2l.train_batch_ch13(net, features, labels, loss, trainer, devices)
-            examples += labels.shape[0]
+            metric.add(l, acc, labels.shape[0], labels.size)
+            if (i + 1) % max(1, num_batches // 5) == 0:
+                animator.add(epoch + i / num_batches,
+                             (metric[0] / metric[2], metric[1] / metric[3]))
+        examples += metric[2]
+    animator.close()
     return examples / (time.time() - tik)
 
 
@@ -58,7 +70,7 @@ def make(devices, seed=0):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument('--examples', type=int, default=384)
+    parser.add_argument('--examples', type=int, default=640)
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--devices', default='cpu')
@@ -73,13 +85,11 @@ def main():
     for name, fn in (('chapter loop (sync every batch)', chapter_loop),
                      ('d2lcv.train_ch13', d2lcv_loop)):
         net, trainer = make(devices)
-        warm = [fn(net, train_iter, loss, trainer, 1, devices)
-                if fn is chapter_loop else fn(net, train_iter, loss, trainer, 1, devices, out)]
+        warm = fn(net, train_iter, loss, trainer, 1, devices, out)
         tik = time.time()
-        eps = fn(net, train_iter, loss, trainer, args.epochs, devices) if fn is chapter_loop \
-            else fn(net, train_iter, loss, trainer, args.epochs, devices, out)
+        eps = fn(net, train_iter, loss, trainer, args.epochs, devices, out)
         results[name] = eps
-        print(f'{name:<34} {eps:8.1f} examples/sec  (warm-up {warm[0]:.1f}; '
+        print(f'{name:<34} {eps:8.1f} examples/sec  (warm-up epoch {warm:.1f}; '
               f'{time.time() - tik:.0f} s wall)', flush=True)
     ref, ours = results['chapter loop (sync every batch)'], results['d2lcv.train_ch13']
     print(f'ratio d2lcv / chapter: {ours / ref:.2f}x on {devices}, ResNet-18, '

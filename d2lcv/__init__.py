@@ -30,6 +30,12 @@ from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noq
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .bbox import (bbox_to_rect, box_corner_to_center, box_center_to_corner,  # noqa: E402
+                   show_bboxes, read_image, DOG_BBOX, CAT_BBOX)
+from .anchors import (multibox_prior, box_iou, assign_anchor_to_bbox, offset_boxes,  # noqa
+                      offset_inverse, multibox_target, nms, multibox_detection,
+                      display_anchors)
+from .rcnn import roi_pool, roi_align  # noqa: E402
 from .kaggle import (read_csv_labels, copyfile, reorg_train_valid, reorg_test,  # noqa: E402
                      reorg_cifar10_data, reorg_dog_data, transform_train_cifar10,
                      transform_test_cifar10, transform_train_dog, transform_test_dog,

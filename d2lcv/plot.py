@@ -6,6 +6,7 @@ matplotlib uses the non-interactive Agg backend when no display is available.
 """
 import os
 import sys
+import time
 
 import matplotlib
 
@@ -97,12 +98,14 @@ class Animator:
     In Jupyter the figure redraws in place. Elsewhere every ``add`` rewrites the PNG at
     ``save_path`` (default ``$D2LCV_FIG_DIR/animator.png``, ``D2LCV_FIG_DIR`` defaulting to
     the working directory), so a script shows its progress in a file it can be watched in.
-    ``history`` keeps every point added, for reports and checkpoints.
+    ``history`` keeps every point added, for reports and checkpoints. Writing a PNG costs
+    ~0.1 s, so the file is rewritten at most every ``min_save_interval`` seconds; ``flush()``
+    writes whatever is pending (``train_ch13`` calls it after every epoch).
     """
 
     def __init__(self, xlabel=None, ylabel=None, legend=None, xlim=None, ylim=None,
                  xscale='linear', yscale='linear', fmts=('-', 'm--', 'g-.', 'r:'),
-                 nrows=1, ncols=1, figsize=(3.5, 2.5), save_path=None):
+                 nrows=1, ncols=1, figsize=(3.5, 2.5), save_path=None, min_save_interval=2.0):
         if legend is None:
             legend = []
         use_svg_display()
@@ -117,7 +120,10 @@ class Animator:
         if save_path is None and not self.live:
             save_path = os.path.join(os.environ.get('D2LCV_FIG_DIR', '.'), 'animator.png')
         self.save_path = save_path
+        self.min_save_interval = min_save_interval
         self._display = None
+        self._last_save = None
+        self._dirty = False
 
     @property
     def history(self):
@@ -153,7 +159,18 @@ class Animator:
             else:
                 self._display.update(self.fig)
         if self.save_path:
+            self._dirty = True
+            now = time.monotonic()
+            if self._last_save is None or now - self._last_save >= self.min_save_interval:
+                self.flush()
+
+    def flush(self):
+        """Write the PNG now if points were added since the last write."""
+        if self.save_path and self._dirty:
             savefig(self.save_path, self.fig)
+            self._last_save = time.monotonic()
+            self._dirty = False
 
     def close(self):
+        self.flush()
         plt.close(self.fig)

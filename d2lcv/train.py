@@ -244,6 +244,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
             animator.add(epoch + 1, (None, None, test_acc))
             points.append((epoch + 1, (None, None, test_acc)))
             result['test_acc'] = test_acc
+        animator.flush()
         if ckpt is not None:
             ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': train_seconds,
                                      'examples': examples, 'result': result,

@@ -28,3 +28,11 @@ def test_import_is_quiet():
                          capture_output=True, text=True, check=True)
     assert 'DeprecationWarning' not in out.stderr, out.stderr
     assert out.stdout == ''
+
+
+def test_missing_mxnet_says_which_extra_to_install():
+    code = ('import sys; sys.modules["mxnet"] = None\n'
+            'try:\n    import d2lcv\nexcept ImportError as e:\n    print(e)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stdout
+    assert 'd2lcv[cpu]' in out and 'd2lcv[gpu]' in out and 'mxnet-cu112==1.9.1' in out

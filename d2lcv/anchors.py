@@ -1,0 +1,581 @@
+"""Sections 13.4 and 13.5: anchor boxes, IoU, labelling, offsets, NMS, multiscale anchors.
+
+Every function is batch-first and vectorised (no Python loop over images, boxes or anchors):
+
+================================  =========================================================
+``multibox_prior(data, ...)``     anchors centred on every pixel of ``data`` -> (1, A, 4)
+``box_iou(b1, b2)``               pairwise IoU, (N,4)x(M,4) -> (N,M), batched (B,N,M)
+``assign_anchor_to_bbox(...)``    greedy matching: largest IoU first, then threshold pass
+``offset_boxes / offset_inverse`` the chapter's box encoding (means 0, stds 0.1/0.2)
+``multibox_target(...)``          training labels: offsets (B,4A), mask (B,4A), classes (B,A)
+``nms(boxes, scores, thr)``       non-maximum suppression for one image
+``multibox_detection(...)``       decode + per-class NMS -> (B, A, 6)
+``display_anchors(w, h, s)``      13.5: anchors of an ``h x w`` feature map on the cat-dog image
+================================  =========================================================
+
+Where the chapter calls an ``npx`` operator, the function takes ``impl='d2lcv'`` (this
+module's readable NumPy implementation, the default) or ``impl='npx'`` (MXNet's operator).
+Both run the same algorithm and give the same numbers (the tests check it): the d2lcv one is
+there to be read, and runs on the host; the operator runs where its inputs live (CPU/GPU).
+The default comes from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`.
+
+Differences from the operators, on purpose: boxes with ``x2 < x1`` or ``y2 < y1`` (anchors,
+ground truth) and wrongly shaped inputs raise ``ValueError`` naming the box, where the
+operators silently compute on them; ``multibox_target`` has no hard negative mining
+(``negative_mining_ratio`` > 0 needs ``impl='npx'``).
+"""
+import os
+
+import numpy as onp
+
+__all__ = ['multibox_prior', 'box_iou', 'assign_anchor_to_bbox', 'offset_boxes',
+           'offset_inverse', 'multibox_target', 'nms', 'multibox_detection',
+           'display_anchors', 'set_impl', 'get_impl', 'VARIANCES', 'IMPLS']
+
+IMPLS = ('d2lcv', 'npx')
+VARIANCES = (0.1, 0.1, 0.2, 0.2)
+_default_impl = os.environ.get('D2LCV_ANCHORS_IMPL', 'd2lcv')
+
+
+def set_impl(name):
+    """Choose the default implementation: ``'d2lcv'`` (NumPy, readable) or ``'npx'``."""
+    global _default_impl
+    _default_impl = _check_impl(name)
+
+
+def get_impl(impl=None):
+    """The implementation a call with ``impl`` uses (``None``: the module default)."""
+    return _check_impl(_default_impl if impl is None else impl)
+
+
+def _check_impl(name):
+    if name not in IMPLS:
+        raise ValueError(f'impl must be one of {IMPLS}, got {name!r}')
+    return name
+
+
+# ---------------------------------------------------------------------------------------
+# Conversions: accept MXNet (np or nd) and NumPy arrays; give back the kind received.
+def _host(x, dtype='float32'):
+    if hasattr(x, 'asnumpy'):
+        x = x.asnumpy()
+    return onp.asarray(x, dtype=dtype)
+
+
+def _like(arr, ref):
+    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device."""
+    from mxnet import nd, np
+    if isinstance(ref, np.ndarray):
+        return np.array(arr, dtype=arr.dtype, ctx=ref.ctx)
+    if isinstance(ref, nd.NDArray):
+        return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
+    return arr
+
+
+def _mx(x):
+    """``x`` as an ``mxnet.numpy`` array (for the npx operators)."""
+    from mxnet import nd, np
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, nd.NDArray):
+        return x.as_np_ndarray()
+    return np.array(onp.asarray(x, dtype='float32'))
+
+
+def _check_last(x, n, name):
+    if x.ndim < 1 or x.shape[-1] != n:
+        raise ValueError(f'{name} must have shape (..., {n}), got {tuple(x.shape)}')
+
+
+def _check_corners(boxes, name, valid=None):
+    """Raise if any (valid) box of ``boxes (..., 4)`` has ``x2 < x1`` or ``y2 < y1``."""
+    bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
+    if valid is not None:
+        bad &= valid
+    if bad.any():
+        idx = tuple(int(i) for i in onp.argwhere(bad)[0])
+        where = ', '.join(map(str, idx))
+        box = boxes[idx]
+        which = 'x2 < x1' if box[2] < box[0] else 'y2 < y1'
+        raise ValueError(f'{name}[{where}] = {box.tolist()} is not a box: {which} '
+                         '(boxes are (x1, y1, x2, y2) with x1 <= x2, y1 <= y2)')
+
+
+# ---------------------------------------------------------------------------------------
+# 13.4.1 Generating anchor boxes
+def multibox_prior(data, sizes, ratios, clip=False, impl=None):
+    """Anchor boxes centred on every pixel of ``data``, as ``npx.multibox_prior``.
+
+    Parameters
+    ----------
+    data : array (B, C, H, W); only H and W are used.
+    sizes : n sizes in (0, 1]; ratios : m aspect ratios > 0.
+    clip : clip the corners to [0, 1].
+
+    Returns
+    -------
+    anchors : (1, H * W * (n + m - 1), 4), corners normalised by the width and height, ordered
+        by pixel (row-major), then ``(s_1, r_1), ..., (s_n, r_1), (s_1, r_2), ..., (s_1, r_m)``.
+        In pixels an anchor is ``H * s * sqrt(r)`` wide and ``H * s / sqrt(r)`` high (the
+        operator's convention: the width is corrected by ``H / W`` in normalised units).
+    """
+    sizes, ratios = list(onp.atleast_1d(sizes)), list(onp.atleast_1d(ratios))
+    if len(data.shape) != 4:
+        raise ValueError(f'data must have shape (B, C, H, W), got {tuple(data.shape)}')
+    if not sizes or not ratios:
+        raise ValueError('multibox_prior needs at least one size and one ratio')
+    if get_impl(impl) == 'd2lcv':
+        return _like(_multibox_prior(data.shape[2], data.shape[3], sizes, ratios, clip), data)
+    from mxnet import npx
+    out = npx.multibox_prior(_mx(data), sizes=[float(s) for s in sizes],
+                             ratios=[float(r) for r in ratios], clip=clip)
+    return out if hasattr(data, 'asnumpy') else out.asnumpy()
+
+
+def _multibox_prior(in_height, in_width, sizes, ratios, clip=False):
+    f32 = onp.float32
+    # Float32 throughout, in the operator's order of operations, so the corners agree bitwise.
+    step_y, step_x = f32(1) / f32(in_height), f32(1) / f32(in_width)
+    center_y = (onp.arange(in_height, dtype=f32) + f32(0.5)) * step_y   # (H,)
+    center_x = (onp.arange(in_width, dtype=f32) + f32(0.5)) * step_x    # (W,)
+    sizes, ratios = onp.asarray(sizes, f32), onp.asarray(ratios, f32)
+    # (s_i, r_1) for every size, then (s_1, r_j) for the other ratios
+    s = onp.concatenate([sizes, onp.repeat(sizes[:1], len(ratios) - 1)])
+    r = onp.sqrt(onp.concatenate([onp.repeat(ratios[:1], len(sizes)), ratios[1:]]))
+    half_w = s * f32(in_height) / f32(in_width) * r / f32(2)    # (k,)
+    half_h = s / r / f32(2)
+    cy = center_y[:, None, None]                                   # (H, 1, 1)
+    cx = center_x[None, :, None]                                   # (1, W, 1)
+    shape = (in_height, in_width, len(s))
+    out = onp.stack([onp.broadcast_to(cx - half_w, shape), onp.broadcast_to(cy - half_h, shape),
+                     onp.broadcast_to(cx + half_w, shape), onp.broadcast_to(cy + half_h, shape)],
+                    axis=-1)                                       # (H, W, k, 4)
+    if clip:
+        out = onp.clip(out, 0, 1)
+    return out.reshape(1, -1, 4).astype(f32)
+
+
+# ---------------------------------------------------------------------------------------
+# 13.4.2 Intersection over union
+def box_iou(boxes1, boxes2):
+    """Pairwise IoU: ``(N, 4) x (M, 4) -> (N, M)``, or batched ``(B, N, 4) x (B, M, 4) ->
+    (B, N, M)``. Boxes are corners ``(x1, y1, x2, y2)``; IoU is 0 where the union is empty.
+    """
+    b1, b2 = _host(boxes1), _host(boxes2)
+    _check_last(b1, 4, 'boxes1')
+    _check_last(b2, 4, 'boxes2')
+    if b1.ndim != b2.ndim or b1.ndim not in (2, 3) or (b1.ndim == 3 and
+                                                        b1.shape[0] != b2.shape[0]):
+        raise ValueError('box_iou takes (N, 4) and (M, 4), or (B, N, 4) and (B, M, 4) with '
+                         f'the same B; got {b1.shape} and {b2.shape}')
+    _check_corners(b1, 'boxes1')
+    _check_corners(b2, 'boxes2')
+    return _like(_iou(b1, b2), boxes1)
+
+
+def _iou(b1, b2):
+    """IoU of ``b1 (..., N, 4)`` with ``b2 (..., M, 4)`` -> ``(..., N, M)``, float32, with the
+    operators' formula: ``inter / (area1 + area2 - inter)``, 0 where that union is <= 0."""
+    # Shape of `lt`, `rb`, `wh`: (..., N, M, 2)
+    lt = onp.maximum(b1[..., :, None, :2], b2[..., None, :, :2])
+    rb = onp.minimum(b1[..., :, None, 2:], b2[..., None, :, 2:])
+    wh = onp.maximum(rb - lt, 0)
+    inter = wh[..., 0] * wh[..., 1]
+    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
+    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    union = area1[..., :, None] + area2[..., None, :] - inter
+    with onp.errstate(divide='ignore', invalid='ignore'):
+        return onp.where(union > 0, inter / onp.where(union > 0, union, 1), 0).astype('float32')
+
+
+# ---------------------------------------------------------------------------------------
+# 13.4.3 Labelling anchor boxes
+def assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5, num_gt=None):
+    """Assign ground-truth boxes to anchors: the chapter's greedy matching, batched.
+
+    First the largest remaining IoU over all (anchor, box) pairs is matched and its row and
+    column discarded, until every box is matched or no pair has IoU > 1e-6 (ties go to the
+    lower anchor index, then the lower box index, as in ``npx.multibox_target``); then every
+    other anchor takes its best box if that IoU is ``> iou_threshold``.
+
+    Parameters
+    ----------
+    ground_truth : (M, 4) or (B, M, 4) boxes.
+    anchors : (A, 4) or (B, A, 4) (broadcast over the batch).
+    num_gt : (B,) int, optional: only the first ``num_gt[b]`` boxes of image b count.
+
+    Returns
+    -------
+    (A,) or (B, A) int: the box index assigned to each anchor, -1 for none.
+    """
+    gt, anc = _host(ground_truth), _host(anchors)
+    squeeze = gt.ndim == 2
+    if squeeze:
+        gt = gt[None]
+    if anc.ndim == 2:
+        anc = anc[None]
+    _check_last(gt, 4, 'ground_truth')
+    _check_last(anc, 4, 'anchors')
+    if num_gt is None:
+        num_gt = onp.full(gt.shape[0], gt.shape[1])
+    out = _assign(_iou(anc, gt), onp.asarray(num_gt), iou_threshold)
+    return out[0] if squeeze else out
+
+
+def _assign(iou, num_gt, iou_threshold):
+    """``iou (B or 1, A, M)``, ``num_gt (B,)`` -> ``(B, A)`` box index per anchor, -1: none."""
+    B, M = len(num_gt), iou.shape[2]
+    iou = onp.broadcast_to(iou, (B,) + iou.shape[1:])
+    A = iou.shape[1]
+    gt_ok = onp.arange(M)[None, :] < num_gt[:, None]            # (B, M)
+    work = onp.where(gt_ok[:, None, :], iou, -1.0).astype('float32')  # (B, A, M)
+    match = onp.full((B, A), -1, dtype=onp.int64)
+    rows = onp.arange(B)
+    # Greedy bipartite pass: one round per box, each round vectorised over the batch.
+    for _ in range(M):
+        flat = work.reshape(B, A * M)
+        best = flat.argmax(axis=1)                               # first maximum: lowest (a, m)
+        ok = flat[rows, best] > 1e-6
+        if not ok.any():
+            break
+        b, a, m = rows[ok], best[ok] // M, best[ok] % M
+        match[b, a] = m
+        work[b, a, :] = -1                                       # discard the row ...
+        work[b, :, m] = -1                                       # ... and the column
+    # Threshold pass over the anchors left unmatched.
+    masked = onp.where(gt_ok[:, None, :], iou, -1.0)
+    best_gt = masked.argmax(axis=2)                              # (B, A)
+    best_iou = onp.take_along_axis(masked, best_gt[..., None], axis=2)[..., 0]
+    extra = (match < 0) & (best_iou > iou_threshold)
+    match[extra] = best_gt[extra]
+    return match
+
+
+def offset_boxes(anchors, assigned_bb, variances=VARIANCES):
+    """Encode boxes relative to anchors (13.4.3, means 0, stds ``variances``).
+
+    ``anchors``, ``assigned_bb``: (..., 4) corners, broadcast. Returns (..., 4):
+    ``((xb - xa) / wa / 0.1, (yb - ya) / ha / 0.1, log(wb / wa) / 0.2, log(hb / ha) / 0.2)``
+    with centres ``x, y`` and sizes ``w, h``.
+    """
+    out = _offset_boxes(_host(anchors), _host(assigned_bb), variances)
+    return _like(out, anchors)
+
+
+def _offset_boxes(anc, bb, variances=VARIANCES):
+    f32 = onp.float32
+    v = onp.asarray(variances, f32)
+    aw, ah = anc[..., 2] - anc[..., 0], anc[..., 3] - anc[..., 1]
+    ax, ay = (anc[..., 0] + anc[..., 2]) * f32(0.5), (anc[..., 1] + anc[..., 3]) * f32(0.5)
+    gw, gh = bb[..., 2] - bb[..., 0], bb[..., 3] - bb[..., 1]
+    gx, gy = (bb[..., 0] + bb[..., 2]) * f32(0.5), (bb[..., 1] + bb[..., 3]) * f32(0.5)
+    with onp.errstate(divide='ignore', invalid='ignore'):
+        return onp.stack([(gx - ax) / aw / v[0], (gy - ay) / ah / v[1],
+                          onp.log(gw / aw) / v[2], onp.log(gh / ah) / v[3]], axis=-1)
+
+
+def offset_inverse(anchors, offset_preds, variances=VARIANCES, clip=False):
+    """Decode offsets into boxes: the exact inverse of :func:`offset_boxes`.
+
+    ``anchors``, ``offset_preds``: (..., 4), broadcast. Returns (..., 4) corners, clipped to
+    [0, 1] if ``clip``.
+    """
+    out = _offset_inverse(_host(anchors), _host(offset_preds), variances, clip)
+    return _like(out, offset_preds)
+
+
+def _offset_inverse(anc, off, variances=VARIANCES, clip=False):
+    f32 = onp.float32
+    v = onp.asarray(variances, f32)
+    aw, ah = anc[..., 2] - anc[..., 0], anc[..., 3] - anc[..., 1]
+    ax, ay = (anc[..., 0] + anc[..., 2]) / f32(2), (anc[..., 1] + anc[..., 3]) / f32(2)
+    ox = off[..., 0] * v[0] * aw + ax
+    oy = off[..., 1] * v[1] * ah + ay
+    ow = onp.exp(off[..., 2] * v[2]) * aw / f32(2)
+    oh = onp.exp(off[..., 3] * v[3]) * ah / f32(2)
+    out = onp.stack([ox - ow, oy - oh, ox + ow, oy + oh], axis=-1)
+    return onp.clip(out, 0, 1) if clip else out
+
+
+def _num_valid_labels(lab):
+    """``lab (B, M, 5)`` -> ``(B,)``: rows before the first row of class -1."""
+    pad = lab[..., 0] == -1                                       # (B, M)
+    M = lab.shape[1]
+    first = onp.where(pad.any(axis=1), pad.argmax(axis=1), M)
+    # The operator insists that a padding row is -1 in x1 as well.
+    rows = onp.arange(lab.shape[0])
+    bad = (first < M) & (lab[rows, onp.minimum(first, M - 1), 1] != -1)
+    if bad.any():
+        b = int(onp.argmax(bad))
+        raise ValueError(f'labels[{b}, {int(first[b])}] = {lab[b, first[b]].tolist()}: class '
+                         '-1 marks a padding row, whose coordinates must be -1 too')
+    return first
+
+
+def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, ignore_label=-1,
+                    variances=VARIANCES, negative_mining_ratio=-1, impl=None, **kwargs):
+    """Label anchors with classes and offsets, as ``npx.multibox_target``.
+
+    Parameters
+    ----------
+    anchors : (1, A, 4) corners (``multibox_prior``'s output).
+    labels : (B, M, 5) rows ``(class, x1, y1, x2, y2)``; a row of class -1 (all -1) is
+        padding and ends its image's list (rows after it are ignored).
+    cls_preds : (B, C + 1, A), unused unless hard negative mining; may be None.
+    overlap_threshold : IoU above which an unmatched anchor takes its best box.
+
+    Returns
+    -------
+    (bbox_offset (B, 4A), bbox_mask (B, 4A), class_labels (B, A)), float32: offsets of
+    positive anchors (0 elsewhere), 1/0 mask, class + 1 for positives, 0 for background, and
+    ``ignore_label`` for every anchor of an image that has no box at all.
+    """
+    if get_impl(impl) == 'npx':
+        from mxnet import np, npx
+        A = anchors.shape[-2]
+        cp = _mx(cls_preds) if cls_preds is not None else np.zeros(
+            (labels.shape[0], 2, A))
+        outs = npx.multibox_target(_mx(anchors), _mx(labels), cp,
+                                   overlap_threshold=overlap_threshold,
+                                   ignore_label=ignore_label, variances=tuple(variances),
+                                   negative_mining_ratio=negative_mining_ratio, **kwargs)
+        return tuple(o if hasattr(labels, 'asnumpy') else o.asnumpy() for o in outs)
+    if negative_mining_ratio is not None and negative_mining_ratio > 0 or kwargs:
+        raise NotImplementedError('hard negative mining is not in the d2lcv implementation; '
+                                  "use impl='npx'")
+    anc, lab = _host(anchors), _host(labels)
+    if anc.ndim == 2:
+        anc = anc[None]
+    _check_last(anc, 4, 'anchors')
+    _check_last(lab, 5, 'labels')
+    if anc.ndim != 3 or anc.shape[0] != 1:
+        raise ValueError(f'anchors must have shape (1, A, 4), got {anc.shape}')
+    if lab.ndim != 3:
+        raise ValueError(f'labels must have shape (B, M, 5), got {lab.shape}')
+    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
+                                  or cls_preds.shape[-1] != anc.shape[1]):
+        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels {lab.shape} '
+                         f'and anchors {anc.shape}: expected (B, C + 1, A)')
+    _check_corners(anc, 'anchors')
+    num_gt = _num_valid_labels(lab)
+    valid = onp.arange(lab.shape[1])[None, :] < num_gt[:, None]   # (B, M)
+    _check_corners(lab[..., 1:], 'labels[..., 1:]', valid)
+    out = _multibox_target(anc[0], lab, num_gt, overlap_threshold, ignore_label, variances)
+    return tuple(_like(o, labels) for o in out)
+
+
+def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variances):
+    B, A = lab.shape[0], anc.shape[0]
+    iou = _iou(anc[None], lab[..., 1:])                          # (B, A, M)
+    match = _assign(iou, num_gt, overlap_threshold if overlap_threshold > 0 else onp.inf)
+    pos = match >= 0                                             # (B, A)
+    idx = onp.maximum(match, 0)
+    assigned = onp.take_along_axis(lab, idx[..., None], axis=1)  # (B, A, 5)
+    cls = onp.where(pos, assigned[..., 0] + 1, 0).astype('float32')
+    cls[num_gt == 0] = ignore_label
+    off = _offset_boxes(anc[None], assigned[..., 1:], variances)
+    off = onp.where(pos[..., None], off, 0).astype('float32')
+    mask = onp.repeat(pos, 4, axis=1).astype('float32')
+    return off.reshape(B, 4 * A), mask, cls
+
+
+# ---------------------------------------------------------------------------------------
+# 13.4.4 Non-maximum suppression
+def nms(boxes, scores, iou_threshold, classes=None):
+    """Greedy NMS for one image: indices of the kept boxes, by decreasing score.
+
+    ``boxes (N, 4)``, ``scores (N,)``, optional ``classes (N,)`` (then only boxes of one class
+    suppress each other). A box is removed when its IoU with a kept, higher-scoring box is
+    ``>= iou_threshold``; equal scores keep their input order. Returns ``(K,)`` int64.
+    """
+    b, s = _host(boxes), _host(scores)
+    _check_last(b, 4, 'boxes')
+    if b.ndim != 2 or s.shape != b.shape[:1]:
+        raise ValueError(f'nms takes boxes (N, 4) and scores (N,), got {b.shape}, {s.shape}')
+    c = onp.zeros(len(s)) if classes is None else _host(classes)
+    order = onp.argsort(-s, kind='stable')
+    keep = _nms_sorted(b[order][None], None if classes is None else c[order][None],
+                       onp.ones((1, len(s)), bool), iou_threshold)[0]
+    return order[keep]
+
+
+def _nms_sorted(boxes, cls, alive, thr, block=64):
+    """Greedy NMS over rows already sorted by score, for a batch.
+
+    ``boxes (B, S, 4)``, ``cls (B, S)``, ``alive (B, S)`` (rows taking part) -> ``keep (B, S)``.
+    Rows are taken in blocks of ``block`` positions (a loop over blocks, not boxes): a block's
+    rows are first tested against the boxes kept so far (all images at once), and then
+    resolved among themselves by iterating ``keep = alive & ~any(kept earlier row of the
+    block suppresses it)`` to its fixed point, which is exactly the sequential greedy result
+    (each row depends only on earlier rows, so the iteration settles row by row).
+    """
+    B, S = alive.shape
+    keep = onp.zeros((B, S), bool)
+    # Coordinate planes (4, B, S): contiguous rows make the pairwise tests fast.
+    planes = onp.ascontiguousarray(onp.moveaxis(boxes, -1, 0), dtype='float32')
+    area = (planes[2] - planes[0]) * (planes[3] - planes[1])
+    one_class = cls is None
+    # The kept boxes so far, packed to the left per image: coordinates, area, class.
+    cap = 64
+    kept = onp.zeros((6, B, cap), 'float32')
+    kept_n = onp.zeros(B, onp.int64)
+    tri = onp.triu(onp.ones((block, block), bool), 1)            # earlier row i < later row j
+    for start in range(0, S, block):
+        sl = slice(start, min(start + block, S))
+        n = sl.stop - sl.start
+        bp, ba, al = planes[:, :, sl], area[:, sl], alive[:, sl].copy()
+        bc = None if one_class else cls[:, sl]
+        k = int(kept_n.max())
+        if k:
+            hit = _overlaps(bp, ba, kept[:4, :, :k], kept[4, :, :k], thr)   # (B, n, k)
+            if not one_class:
+                hit &= bc[:, :, None] == kept[5, :, None, :k]
+            al &= ~hit.any(axis=2)
+        sup = _overlaps(bp, ba, bp, ba, thr) & tri[:n, :n]              # (B, n, n)
+        if not one_class:
+            sup &= bc[:, :, None] == bc[:, None, :]
+        sup &= al[:, :, None]
+        kb = al
+        while True:                                                   # at most n rounds
+            new = al & ~(sup & kb[:, :, None]).any(axis=1)
+            if (new == kb).all():
+                break
+            kb = new
+        keep[:, sl] = kb
+        # Append this block's survivors to each image's kept list.
+        cnt = kb.sum(axis=1)
+        need = int((kept_n + cnt).max())
+        if need > cap:
+            cap = max(need, 2 * cap)
+            kept = onp.concatenate([kept, onp.zeros((6, B, cap - kept.shape[2]), 'float32')],
+                                   axis=2)
+        bi, ji = onp.nonzero(kb)
+        pos = kept_n[bi] + (onp.cumsum(kb, axis=1) - 1)[bi, ji]
+        kept[:4, bi, pos] = bp[:, bi, ji]
+        kept[4, bi, pos] = ba[bi, ji]
+        if not one_class:
+            kept[5, bi, pos] = bc[bi, ji]
+        kept_n += cnt
+    return keep
+
+
+def _overlaps(p1, a1, p2, a2, thr):
+    """``IoU >= thr`` for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against ``p2 (4, B, k)``,
+    ``a2 (B, k)`` -> (B, n, k) bool; the operators' formula, in place to save passes."""
+    iw = onp.minimum(p1[2][:, :, None], p2[2][:, None, :])
+    iw -= onp.maximum(p1[0][:, :, None], p2[0][:, None, :])
+    onp.maximum(iw, 0, out=iw)
+    ih = onp.minimum(p1[3][:, :, None], p2[3][:, None, :])
+    ih -= onp.maximum(p1[1][:, :, None], p2[1][:, None, :])
+    onp.maximum(ih, 0, out=ih)
+    iw *= ih                                                            # intersection
+    union = onp.add(a1[:, :, None], a2[:, None, :], out=ih)
+    union -= iw
+    with onp.errstate(divide='ignore', invalid='ignore'):
+        iw /= union
+    return iw >= thr          # NaN (0/0) and negative unions compare False; thr > 0
+
+
+def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, threshold=0.01,
+                       clip=True, force_suppress=False, variances=VARIANCES, nms_topk=-1,
+                       impl=None):
+    """Predicted boxes after per-class NMS, as ``npx.multibox_detection``.
+
+    Parameters
+    ----------
+    cls_probs : (B, C + 1, A), class 0 is background.
+    offset_preds : (B, 4A) predicted offsets; anchors : (1, A, 4).
+    nms_threshold : suppress a box whose IoU with a kept box of its class is >= this
+        (no NMS, and no sorting, if it is <= 0 or > 1). threshold : drop scores below it.
+    force_suppress : suppress across classes. nms_topk : only the best k enter NMS (-1: all).
+
+    Returns
+    -------
+    (B, A, 6) float32 rows ``(class, score, x1, y1, x2, y2)``: per image the rows scoring at
+    least ``threshold`` sorted by decreasing score (ties keep anchor order), suppressed rows
+    with class -1, then rows of all -1. ``class`` counts from 0 without the background.
+    """
+    if get_impl(impl) == 'npx':
+        from mxnet import npx
+        out = npx.multibox_detection(_mx(cls_probs), _mx(offset_preds), _mx(anchors),
+                                     nms_threshold=nms_threshold, threshold=threshold,
+                                     clip=clip, force_suppress=force_suppress,
+                                     variances=tuple(variances), nms_topk=nms_topk)
+        return out if hasattr(cls_probs, 'asnumpy') else out.asnumpy()
+    cp, op, anc = _host(cls_probs), _host(offset_preds), _host(anchors)
+    if anc.ndim == 2:
+        anc = anc[None]
+    _check_last(anc, 4, 'anchors')
+    if cp.ndim != 3 or cp.shape[1] < 2:
+        raise ValueError(f'cls_probs must have shape (B, C + 1, A), got {cp.shape}')
+    B, _, A = cp.shape
+    if anc.shape != (1, A, 4):
+        raise ValueError(f'anchors {anc.shape} do not fit cls_probs {cp.shape}: '
+                         f'expected (1, {A}, 4)')
+    if op.shape != (B, 4 * A):
+        raise ValueError(f'offset_preds {op.shape} do not fit cls_probs {cp.shape}: '
+                         f'expected ({B}, {4 * A})')
+    out = _multibox_detection(cp, op.reshape(B, A, 4), anc[0], nms_threshold, threshold,
+                              clip, force_suppress, variances, nms_topk)
+    return _like(out, cls_probs)
+
+
+def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_suppress,
+                        variances, nms_topk):
+    B, _, A = cp.shape
+    fg = cp[:, 1:, :]                                             # (B, C, A)
+    cls = fg.argmax(axis=1)                                       # first maximum wins
+    score = onp.take_along_axis(fg, cls[:, None, :], axis=1)[:, 0]
+    valid = score >= threshold                                    # (B, A)
+    boxes = _offset_inverse(anc[None], off, variances, clip)      # (B, A, 4)
+    rows = onp.concatenate([cls[..., None].astype('float32'), score[..., None], boxes],
+                           axis=-1)                               # (B, A, 6)
+    # Compact the valid rows to the front, in anchor order.
+    comp = onp.argsort(~valid, axis=1, kind='stable')
+    rows = onp.take_along_axis(rows, comp[..., None], axis=1)
+    nvalid = valid.sum(axis=1)
+    pos = onp.arange(A)[None, :]
+    out = onp.where((pos < nvalid[:, None])[..., None], rows, -1).astype('float32')
+    if not 0 < nms_threshold <= 1:
+        return out
+    key = onp.where(pos < nvalid[:, None], -out[..., 1], onp.inf)
+    order = onp.argsort(key, axis=1, kind='stable')               # by score, ties in order
+    srt = onp.take_along_axis(out, order[..., None], axis=1)
+    nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
+    in_nms = pos < nkeep[:, None]
+    # Beyond the top k the operator leaves the unsorted rows, marked -1.
+    srt = onp.where(in_nms[..., None], srt, out)
+    S = int(nkeep.max())
+    c = None if force_suppress or cp.shape[1] == 2 else srt[:, :S, 0]
+    keep = _nms_sorted(srt[:, :S, 2:], c, in_nms[:, :S], nms_threshold)
+    drop = (pos < nvalid[:, None])
+    drop[:, :S] &= ~keep
+    srt[..., 0] = onp.where(drop, -1, srt[..., 0])
+    return srt
+
+
+# ---------------------------------------------------------------------------------------
+# 13.5 Multiscale anchors
+def display_anchors(fmap_w, fmap_h, s, img=None, ratios=(1, 2, 0.5), ax=None, impl=None):
+    """Draw the anchors of an ``fmap_h x fmap_w`` feature map (sizes ``s``) on ``img``.
+
+    ``img`` (H, W, 3), default the cat-and-dog image ``img/catdog.jpg``. Returns the axes.
+    """
+    from .bbox import read_image, show_bboxes
+    from .plot import plt, set_figsize
+    if img is None:
+        img = read_image('catdog.jpg')
+    img = _host(img, dtype=None)
+    h, w = img.shape[:2]
+    if ax is None:
+        set_figsize()
+        ax = plt.figure().gca()
+        ax.imshow(img)
+    else:
+        ax.imshow(img)
+    # The values of the first two dimensions do not affect the output.
+    fmap = onp.zeros((1, 10, fmap_h, fmap_w), 'float32')
+    anchors = multibox_prior(fmap, sizes=s, ratios=list(ratios), impl=impl)
+    bbox_scale = onp.array((w, h, w, h), 'float32')
+    show_bboxes(ax, anchors[0] * bbox_scale)
+    return ax

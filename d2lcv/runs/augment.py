@@ -1,0 +1,47 @@
+"""``d2lcv run augment``: section 13.1 on the cat photo and CIFAR-10 (twin when tiny)."""
+from mxnet import gluon, image, init
+
+from .. import augment
+from ..models import resnet18
+from ..plot import show_images
+
+NAME = 'augment'
+SECTION = '13.1'
+TITLE = 'Image augmentation'
+
+
+def run(ctx):
+    rep = ctx.report
+    img = image.imread(augment.img_path('cat1.jpg'))
+    for name, make in augment.AUGMENTATIONS.items():
+        axes = augment.apply(img, make())
+        rep.figure(f'aug_{name}', axes[0].figure, f'{name}: 8 draws of the augmentation')
+    data = augment.cifar10_dataset(True, tiny=ctx.tiny)
+    axes = show_images([data[i][0] for i in range(32)], 4, 8, scale=0.8)
+    rep.figure('cifar10_first32', axes[0].figure,
+               'first 32 training images' + (' (synthetic twin)' if ctx.tiny else ''))
+
+    opts = ctx.options
+    if ctx.tiny:
+        # ResNet-18 trains at ~23 examples/s on a 2-core CPU: a one-minute budget; small
+        # batches so BatchNorm's running statistics settle (momentum 0.9) within it
+        batch_size, num_epochs = opts.get('batch_size', 16), opts.get('num_epochs', 3)
+        num_train, num_test = opts.get('num_train', 320), opts.get('num_test', 200)
+    else:
+        batch_size, num_epochs = opts.get('batch_size', 256), opts.get('num_epochs', 10)
+        num_train = num_test = None
+    net = resnet18(10)
+    net.initialize(init=init.Xavier(), ctx=ctx.devices)
+    net.hybridize()
+    result = augment.train_with_data_aug(
+        augment.train_augs(), augment.test_augs(), net, batch_size=batch_size,
+        num_epochs=num_epochs, devices=ctx.devices, tiny=ctx.tiny,
+        save_path=rep.path('13_1_training.png'), limit_train=num_train, limit_test=num_test,
+        kvstore=ctx.kvstore)
+    rep.attach('13_1_training.png', 'ResNet-18 with random left-right flips: loss and accuracy')
+    for key in ('train_loss', 'train_acc', 'test_acc', 'examples_per_sec', 'epochs_run'):
+        rep.metric(key, result[key])
+    rep.note(f'ResNet-18 (13.13 variant), Adam lr 0.001, batch {batch_size}, {num_epochs} '
+             f'epochs on {ctx.devices}; data: '
+             + (f'synthetic CIFAR-10 twin, first {num_train} training and {num_test} test '
+                'images' if ctx.tiny else 'CIFAR-10'))
