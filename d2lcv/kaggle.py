@@ -512,6 +512,8 @@ def train_cifar10(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None,
         if valid_iter is not None:
             result['valid_acc'] = evaluate_accuracy_gpus(net, valid_iter, split_batch)
             animator.add(epoch + 1, (None, None, result['valid_acc']))
+        if hasattr(animator, 'flush'):  # the PNG is throttled; write each epoch's end
+            animator.flush()
     result['examples_per_sec'] = metric[2] * num_epochs / timer.sum()
     result['lr'] = trainer.learning_rate
     result['history'] = animator.history
@@ -642,6 +644,8 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
         if valid_iter is not None:
             result['valid_loss'] = evaluate_loss(valid_iter, net, devices)
             animator.add(epoch + 1, (None, result['valid_loss']))
+        if hasattr(animator, 'flush'):
+            animator.flush()
     result['examples_per_sec'] = metric[1] * num_epochs / timer.sum()
     result['lr'] = trainer.learning_rate
     result['history'] = animator.history
