@@ -558,6 +558,20 @@ def small_features(channels=(16, 32, 64)):
     return net
 
 
+def _require_initialised(block):
+    """Raise if ``block`` has parameters with no weights (never initialise them silently)."""
+    from mxnet.gluon.parameter import DeferredInitializationError
+    for name, p in block.collect_params().items():
+        try:
+            p.data()
+        except DeferredInitializationError:
+            pass  # initialised; shapes are known at the first forward pass
+        except RuntimeError:
+            raise ValueError(f'features parameter {name} has no weights: load pretrained '
+                             'weights into the block, or pass pretrained=False to initialise '
+                             'it at random on purpose') from None
+
+
 def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretrained=True,
                 features=None, root=None):
     """13.14's ``get_net``: a frozen feature extractor and a new ``output_new`` network of
@@ -581,6 +595,8 @@ def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretraine
             features.initialize(init.Xavier(), ctx=devices)
     elif not pretrained:
         features.initialize(init.Xavier(), ctx=devices, force_reinit=True)
+    else:
+        _require_initialised(features)
     output_new = nn.HybridSequential()
     output_new.add(nn.Dense(256, activation='relu'), nn.Dense(num_classes))
     output_new.initialize(init.Xavier(), ctx=devices)

@@ -483,6 +483,13 @@ def test_get_net_dog_never_falls_back_to_random_weights(monkeypatch):
         K.get_net_dog(CPU)
 
 
+def test_get_net_dog_refuses_uninitialised_features_unless_asked():
+    with pytest.raises(ValueError, match='has no weights.*pretrained=False'):
+        K.get_net_dog(CPU, 3, features=K.small_features())
+    net = K.get_net_dog(CPU, 3, features=K.small_features(), pretrained=False)
+    assert net(np.zeros((1, 3, 16, 16))).shape == (1, 3)
+
+
 def test_get_net_dog_uses_get_pretrained_features(monkeypatch):
     import d2lcv.models as M
     seen = {}
