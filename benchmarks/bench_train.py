@@ -13,6 +13,7 @@ devices. The figure printed is measured here, in this run.
 """
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -74,6 +75,7 @@ def main():
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--epochs', type=int, default=2)
     parser.add_argument('--devices', default='cpu')
+    parser.add_argument('--repeats', type=int, default=3)
     args = parser.parse_args()
     devices = parse_devices(args.devices)
     os.environ['D2LCV_NUM_WORKERS'] = '0'
@@ -81,16 +83,21 @@ def main():
                                       limit=args.examples)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     out = os.path.join('runs', 'bench_train_animator.png')
-    results = {}
-    for name, fn in (('chapter loop (sync every batch)', chapter_loop),
-                     ('d2lcv.train_ch13', d2lcv_loop)):
-        net, trainer = make(devices)
-        warm = fn(net, train_iter, loss, trainer, 1, devices, out)
-        tik = time.time()
-        eps = fn(net, train_iter, loss, trainer, args.epochs, devices, out)
-        results[name] = eps
-        print(f'{name:<34} {eps:8.1f} examples/sec  (warm-up epoch {warm:.1f}; '
-              f'{time.time() - tik:.0f} s wall)', flush=True)
+    runners = {'chapter loop (sync every batch)': chapter_loop, 'd2lcv.train_ch13': d2lcv_loop}
+    state = {name: make(devices) for name in runners}
+    for name, fn in runners.items():  # warm-up epoch: hybridization, allocation
+        fn(*state[name][:1], train_iter, loss, state[name][1], 1, devices, out)
+    # interleaved repeats, so that load from other processes hits both alike
+    samples = {name: [] for name in runners}
+    for rep in range(args.repeats):
+        for name, fn in runners.items():
+            net, trainer = state[name]
+            samples[name].append(fn(net, train_iter, loss, trainer, args.epochs, devices, out))
+            print(f'  repeat {rep + 1}: {name:<34} {samples[name][-1]:8.1f} examples/sec',
+                  flush=True)
+    results = {name: statistics.median(v) for name, v in samples.items()}
+    for name, eps in results.items():
+        print(f'{name:<34} median {eps:8.1f} examples/sec over {args.repeats} repeats')
     ref, ours = results['chapter loop (sync every batch)'], results['d2lcv.train_ch13']
     print(f'ratio d2lcv / chapter: {ours / ref:.2f}x on {devices}, ResNet-18, '
           f'{args.examples} CIFAR-10-twin images, batch {args.batch_size}, {args.epochs} epochs')

@@ -36,6 +36,13 @@ from .anchors import (multibox_prior, box_iou, assign_anchor_to_bbox, offset_box
                       offset_inverse, multibox_target, nms, multibox_detection,
                       display_anchors)
 from .rcnn import roi_pool, roi_align  # noqa: E402
+from .segmentation import (VOC_COLORMAP, VOC_CLASSES, IGNORE_LABEL, read_voc_images,  # noqa
+                           build_colormap2label, voc_colormap2label, voc_label_indices,
+                           voc_rand_crop, VOCSegDataset, load_data_voc, segmentation_confusion,
+                           pixel_accuracy, mean_iou)
+from .transconv import trans_conv, kernel2matrix  # noqa: E402
+from .fcn import (bilinear_kernel, fcn_net, SegmentationLoss, train_fcn, predict,  # noqa
+                  label2image, predict_whole, evaluate_voc)
 from .kaggle import (read_csv_labels, copyfile, reorg_train_valid, reorg_test,  # noqa: E402
                      reorg_cifar10_data, reorg_dog_data, transform_train_cifar10,
                      transform_test_cifar10, transform_train_dog, transform_test_dog,

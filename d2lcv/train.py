@@ -70,11 +70,23 @@ def get_dataloader_workers():
     return 0 if sys.platform.startswith('win') else min(4, os.cpu_count() or 1)
 
 
-def _correct(y_hat, y):
-    """Number of correct predictions as a device scalar (no synchronisation)."""
+def _correct(y_hat, y, ignore_label=None):
+    """Number of correct predictions as a device scalar (no synchronisation).
+
+    Labels equal to ``ignore_label`` (e.g. segmentation's void 255) never count as correct;
+    :func:`_num_labels` leaves them out of the denominator.
+    """
     if len(y_hat.shape) > 1 and y_hat.shape[1] > 1:
         y_hat = y_hat.argmax(axis=1)
-    return (y_hat.astype(y.dtype) == y).sum()
+    hit = y_hat.astype(y.dtype) == y
+    if ignore_label is not None:
+        hit = hit * (y != ignore_label)
+    return hit.sum()
+
+
+def _num_labels(y, ignore_label=None):
+    """Number of labels that count for accuracy (all, or those not ``ignore_label``)."""
+    return y.size if ignore_label is None else (y != ignore_label).sum()
 
 
 def accuracy(y_hat, y):
@@ -101,15 +113,19 @@ def net_devices(net):
     return list(net.collect_params().values())[0].list_ctx()
 
 
-def evaluate_accuracy_gpus(net, data_iter, split_f=split_batch):
-    """Accuracy of ``net`` on ``data_iter``, computed on the devices the net lives on."""
+def evaluate_accuracy_gpus(net, data_iter, split_f=split_batch, *, ignore_label=None):
+    """Accuracy of ``net`` on ``data_iter``, computed on the devices the net lives on.
+
+    ``ignore_label``: labels with this value count neither as right nor in the total.
+    """
     devices = net_devices(net)
     correct, total = 0.0, 0
     for features, labels in data_iter:
         X_shards, y_shards = split_f(features, labels, devices)
         for X, y in zip(X_shards, y_shards):
-            correct = correct + _correct(net(X), y).as_in_ctx(devices[0])
-        total += labels.size
+            correct = correct + _correct(net(X), y, ignore_label).as_in_ctx(devices[0])
+        total = total + _num_labels(labels, ignore_label)
+    total = float(total)
     return float(correct) / total if total else float('nan')
 
 
@@ -118,7 +134,8 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     """One step on one minibatch, split across ``devices``.
 
     Returns ``(loss_sum, correct)``: Python floats (as in the chapter) when ``sync``, else
-    scalars on ``devices[0]`` that can be summed without waiting for the device.
+    scalars on ``devices[0]`` that can be summed without waiting for the device. A ``loss``
+    with an ``ignore_label`` attribute (segmentation) makes those labels never correct.
     """
     devices = resolve_devices(devices)
     X_shards, y_shards = split_f(features, labels, devices)
@@ -131,7 +148,8 @@ def train_batch_ch13(net, features, labels, loss, trainer, devices=None,
     trainer.step(labels.shape[0], ignore_stale_grad=True)
     home = devices[0]
     loss_sum = sum(l.sum().as_in_ctx(home) for l in ls)
-    correct = sum(_correct(p, y).as_in_ctx(home) for p, y in zip(pred_shards, y_shards))
+    ignore = getattr(loss, 'ignore_label', None)
+    correct = sum(_correct(p, y, ignore).as_in_ctx(home) for p, y in zip(pred_shards, y_shards))
     if sync:
         return float(loss_sum), float(correct)
     return loss_sum, correct
@@ -192,6 +210,9 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     saved epoch (a finished run returns at once with its saved results).
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
+
+    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.SegmentationLoss``: VOC's void
+    255) leaves those labels out of the train and test accuracies.
     """
     devices = resolve_devices(devices)
     num_batches = len(train_iter)
@@ -217,6 +238,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     points = [] if ckpt is None or start_epoch == 0 else state['points']
     report_every = max(1, num_batches // 5)
     test_acc = result.get('test_acc')
+    ignore_label = getattr(loss, 'ignore_label', None)
     for epoch in range(start_epoch, num_epochs):
         # Sum of training loss, no. of correct predictions, no. of examples, no. of labels
         metric = Accumulator(4)
@@ -225,7 +247,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
         for i, (features, labels) in enumerate(train_iter):
             l, acc = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
                                       sync=False)
-            metric.add(l, acc, labels.shape[0], labels.size)
+            metric.add(l, acc, labels.shape[0], _num_labels(labels, ignore_label))
             bar.update(1)
             if (i + 1) % report_every == 0 or i + 1 == num_batches:
                 # reading the sums waits for the device: five times an epoch, not every batch
@@ -240,7 +262,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
         bar.close()
         result = {'train_loss': metric[0] / metric[2], 'train_acc': metric[1] / metric[3]}
         if test_iter is not None:
-            test_acc = evaluate_accuracy_gpus(net, test_iter, split_f)
+            test_acc = evaluate_accuracy_gpus(net, test_iter, split_f,
+                                              ignore_label=ignore_label)
             animator.add(epoch + 1, (None, None, test_acc))
             points.append((epoch + 1, (None, None, test_acc)))
             result['test_acc'] = test_acc

@@ -1,0 +1,238 @@
+"""Section 13.11, fully convolutional networks (FCN).
+
+``fcn_net`` builds the chapter's FCN: ResNet-18 v2's ``features[:-2]`` (ImageNet weights
+through :func:`d2lcv.models.get_pretrained`, or random weights when the caller passes
+``pretrained=False``), a 1x1 convolution to ``num_classes`` channels and a transposed
+convolution (kernel 64, padding 16, stride 32) initialised by ``bilinear_kernel``, so the
+output has the input's height and width when both are multiples of 32.
+
+``SegmentationLoss`` is the chapter's ``SoftmaxCrossEntropyLoss(axis=1)`` that skips VOC's
+void label 255: those pixels get weight 0, and each example's loss is the mean over its
+*valid* pixels. It carries ``ignore_label = 255``, which ``train_ch13`` reads so that the
+printed train/test accuracies leave the void pixels out as well.
+
+``predict`` and ``label2image`` are the chapter's; ``predict_whole`` is exercise 3: it covers
+an image of any size with overlapping tiles whose sides are multiples of 32, averages the
+transposed convolution's outputs where tiles overlap, and returns a label map of exactly the
+image's size. ``evaluate_voc`` computes pixel accuracy and mean IoU that way on a split.
+"""
+import math
+import os
+
+import numpy as onp
+from mxnet import gluon, init, np, npx
+from mxnet.gluon import nn
+
+from .devices import resolve_devices
+from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
+                           pixel_accuracy, read_voc_label, segmentation_confusion,
+                           voc_split_names)
+from .synth.voc import voc_palette
+from .train import train_ch13
+
+__all__ = ['bilinear_kernel', 'fcn_net', 'SegmentationLoss', 'train_fcn', 'predict',
+           'label2image', 'predict_whole', 'tile_starts', 'evaluate_voc']
+
+
+def bilinear_kernel(in_channels, out_channels, kernel_size):
+    """Bilinear upsampling weights ``(in_channels, out_channels, k, k)`` float32.
+
+    Channel ``i`` maps to channel ``i`` (for ``i < min(in, out)``); all other pairs are 0.
+    As the weight of ``Conv2DTranspose(kernel_size=2s, padding=s/2, strides=s)`` it
+    upsamples by ``s`` with bilinear interpolation.
+    """
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    og = onp.arange(kernel_size, dtype=onp.float64)
+    filt1d = 1 - onp.abs(og - center) / factor
+    filt = onp.outer(filt1d, filt1d)
+    weight = onp.zeros((in_channels, out_channels, kernel_size, kernel_size), onp.float32)
+    n = min(in_channels, out_channels)
+    weight[onp.arange(n), onp.arange(n)] = filt
+    return np.array(weight)
+
+
+def fcn_net(num_classes=21, pretrained=True, devices=None, root=None):
+    """The chapter's FCN: ``(B, 3, H, W) -> (B, num_classes, H, W)`` for H, W multiples of 32.
+
+    Parameters
+    ----------
+    num_classes : int
+        Output channels (21 for VOC).
+    pretrained : bool
+        ``True`` (the chapter): the backbone gets ResNet-18 v2's ImageNet weights through
+        :func:`d2lcv.models.get_pretrained`, which raises
+        :class:`d2lcv.models.PretrainedWeightsMissing` (saying where to put the file) when
+        they cannot be found -- never a silent random init. ``False``: Xavier-initialised
+        random backbone, for offline runs and tests (say so in their reports).
+    devices : list of Context, optional
+        Where the parameters live (default: all GPUs, else the CPU).
+    root : str, optional
+        The model zoo cache folder passed to ``get_pretrained``.
+
+    Returns
+    -------
+    net : nn.HybridSequential
+        ``net[:-2]`` the backbone (stride 32, 512 channels), ``net[-2]`` the 1x1
+        convolution, ``net[-1]`` the transposed convolution.
+    """
+    devices = resolve_devices(devices)
+    if pretrained:
+        from .models import get_pretrained  # lazily: the helper may be absent on old trees
+        pretrained_net = get_pretrained('resnet18_v2', ctx=devices, root=root)
+    else:
+        pretrained_net = gluon.model_zoo.vision.resnet18_v2(pretrained=False)
+        pretrained_net.initialize(init.Xavier(), ctx=devices)
+    net = nn.HybridSequential()
+    for layer in pretrained_net.features[:-2]:
+        net.add(layer)
+    net.add(nn.Conv2D(num_classes, kernel_size=1),
+            nn.Conv2DTranspose(num_classes, kernel_size=64, padding=16, strides=32))
+    net[-1].initialize(init.Constant(bilinear_kernel(num_classes, num_classes, 64)),
+                       ctx=devices)
+    net[-2].initialize(init=init.Xavier(), ctx=devices)
+    net.pretrained = bool(pretrained)
+    return net
+
+
+class SegmentationLoss(gluon.loss.Loss):
+    """Softmax cross-entropy over ``axis=1`` that ignores ``ignore_label`` pixels.
+
+    ``pred (B, C, H, W)`` scores, ``label (B, H, W)`` class indices (any number type) ->
+    ``(B,)``: the mean loss over each example's non-ignored pixels (0 if it has none).
+    """
+
+    def __init__(self, ignore_label=IGNORE_LABEL, axis=1, weight=None, batch_axis=0,
+                 **kwargs):
+        super().__init__(weight, batch_axis, **kwargs)
+        self.ignore_label = ignore_label
+        self._axis = axis
+
+    def forward(self, pred, label):
+        valid = (label != self.ignore_label).astype('float32')
+        safe = np.where(valid > 0, label, np.zeros_like(label))
+        nll = -npx.pick(npx.log_softmax(pred, axis=self._axis), safe, axis=self._axis)
+        axes = tuple(range(1, nll.ndim))
+        count = np.maximum(valid.sum(axis=axes), 1)
+        loss = (nll * valid).sum(axis=axes) / count
+        if self._weight is not None:
+            loss = loss * self._weight
+        return loss
+
+
+def train_fcn(net, train_iter, test_iter, num_epochs=5, lr=0.1, wd=1e-3, devices=None,
+              optimizer='sgd', **kwargs):
+    """Train ``net`` as in section 13.11 (SGD, ``SegmentationLoss``) with ``train_ch13``.
+
+    Extra keyword arguments go to ``train_ch13`` (``checkpoint``, ``save_path``, ...);
+    returns its result dict.
+    """
+    devices = resolve_devices(devices)
+    loss = SegmentationLoss()
+    net.collect_params().reset_ctx(devices)
+    params = {'learning_rate': lr, 'wd': wd}
+    trainer = gluon.Trainer(net.collect_params(), optimizer, params)
+    return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
+                      **kwargs)
+
+
+def _first_device(net, devices):
+    if devices is not None:
+        return resolve_devices(devices)[0]
+    return list(net.collect_params().values())[0].list_ctx()[0]
+
+
+def predict(img, net, devices=None):
+    """Class index of every pixel of ``img (H, W, 3)`` uint8 -> ``(H', W')`` (the chapter's).
+
+    ``H' = H`` and ``W' = W`` when both are multiples of 32; see :func:`predict_whole`
+    for other sizes.
+    """
+    ctx = _first_device(net, devices)
+    X = normalize_image(np.array(img) if not hasattr(img, 'asnumpy') else img)
+    X = np.expand_dims(X.transpose(2, 0, 1), axis=0)
+    pred = net(X.as_in_ctx(ctx)).argmax(axis=1)
+    return pred.reshape(pred.shape[1], pred.shape[2])
+
+
+def label2image(pred, devices=None):
+    """Colour image ``(H, W, 3)`` uint8 of a class map ``(H, W)`` (255 -> the void colour)."""
+    ctx = pred.ctx if hasattr(pred, 'ctx') else None
+    if devices is not None:
+        ctx = resolve_devices(devices)[0]
+    colormap = np.array(voc_palette(), ctx=ctx, dtype='uint8')
+    X = pred.astype('int32') if hasattr(pred, 'astype') else np.array(pred, dtype='int32')
+    return colormap[X, :]
+
+
+def tile_starts(size, tile):
+    """Start offsets of the fewest ``tile``-long windows covering ``[0, size)``, spread evenly.
+
+    Consecutive windows overlap when ``size`` is not a multiple of ``tile``.
+    """
+    if size <= tile:
+        return [0]
+    n = 1 + math.ceil((size - tile) / tile)
+    return [int(round(v)) for v in onp.linspace(0, size - tile, n)]
+
+
+def predict_whole(img, net, tile=(320, 480), devices=None, batch_size=8,
+                  return_scores=False):
+    """Class map of exactly ``img``'s size ``(H, W)``, for any ``H, W`` (exercise 3).
+
+    The image is covered with overlapping tiles whose sides are multiples of 32 (at most
+    ``tile``, and smaller images are padded up to 32 with the mean colour); the network's
+    scores are averaged where tiles overlap, then the class with the highest average wins.
+    ``img``: ``(H, W, 3)`` uint8, NumPy or mxnet.np. Returns an ``int32`` NumPy array
+    ``(H, W)`` (and the averaged scores ``(C, H, W)`` with ``return_scores``).
+    """
+    ctx = _first_device(net, devices)
+    img = img.asnumpy() if hasattr(img, 'asnumpy') else onp.asarray(img)
+    H, W = img.shape[:2]
+    if H == 0 or W == 0:
+        raise ValueError(f'predict_whole: empty image of shape {img.shape}')
+    X = normalize_image(img).transpose(2, 0, 1)  # (3, H, W), the mean colour is 0
+    Ph, Pw = max(H, 32), max(W, 32)
+    if (Ph, Pw) != (H, W):
+        X = onp.pad(X, ((0, 0), (0, Ph - H), (0, Pw - W)))
+    th = min(tile[0] // 32 * 32, Ph // 32 * 32)
+    tw = min(tile[1] // 32 * 32, Pw // 32 * 32)
+    if th < 32 or tw < 32:
+        raise ValueError(f'tile {tile} must be at least 32x32')
+    corners = [(y, x) for y in tile_starts(Ph, th) for x in tile_starts(Pw, tw)]
+    crops = onp.stack([X[:, y:y + th, x:x + tw] for y, x in corners])  # (N, 3, th, tw)
+    outs = []
+    for i in range(0, len(crops), batch_size):
+        outs.append(net(np.array(crops[i:i + batch_size], ctx=ctx)).asnumpy())
+    scores = onp.concatenate(outs)  # (N, C, th, tw)
+    total = onp.zeros((scores.shape[1], Ph, Pw), onp.float32)
+    count = onp.zeros((Ph, Pw), onp.float32)
+    for (y, x), s in zip(corners, scores):
+        total[:, y:y + th, x:x + tw] += s
+        count[y:y + th, x:x + tw] += 1
+    avg = (total / count)[:, :H, :W]
+    labels = avg.argmax(axis=0).astype(onp.int32)
+    return (labels, avg) if return_scores else labels
+
+
+def evaluate_voc(net, voc_dir, is_train=False, num_classes=len(VOC_CLASSES),
+                 tile=(320, 480), devices=None, max_images=None):
+    """Pixel accuracy and mean IoU of ``net`` on a VOC split, on whole images.
+
+    Every image of ``ImageSets/Segmentation/{train,val}.txt`` is predicted at full size
+    with :func:`predict_whole`; void pixels (255) are ignored. Returns a dict with
+    ``pixel_acc``, ``miou``, ``iou`` (per class, NaN for absent classes), ``confusion`` and
+    ``num_images``.
+    """
+    from PIL import Image
+    names = voc_split_names(voc_dir, is_train)[:max_images]
+    conf = onp.zeros((num_classes, num_classes), onp.int64)
+    for name in names:
+        img = onp.asarray(Image.open(os.path.join(voc_dir, 'JPEGImages', name + '.jpg'))
+                          .convert('RGB'))
+        label = read_voc_label(os.path.join(voc_dir, 'SegmentationClass', name + '.png'))
+        pred = predict_whole(img, net, tile, devices)
+        conf += segmentation_confusion(pred, label, num_classes)
+    miou, iou = mean_iou(conf, return_per_class=True)
+    return {'pixel_acc': pixel_accuracy(conf), 'miou': miou, 'iou': iou, 'confusion': conf,
+            'num_images': len(names)}

@@ -1,0 +1,80 @@
+"""The section runs of 13.9-13.11 (``d2lcv run voc|transconv|fcn``) on the synthetic twin,
+through a minimal run context (report, devices, tiny, kvstore, options)."""
+import json
+import os
+
+import mxnet as mx
+import pytest
+
+from d2lcv.hub import synth_twin
+from d2lcv.report import Report
+from d2lcv.runs import RunContext, sections
+
+
+@pytest.fixture
+def make_ctx(tmp_path, monkeypatch):
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
+    monkeypatch.setenv('D2LCV_NUM_WORKERS', '0')
+    # a small default twin, so the sections do not generate the full-size one
+    synth_twin('voc2012', root=str(tmp_path / 'data' / 'tiny' / 'voc2012'), num_train=6,
+               num_val=4)
+
+    def make(module, **options):
+        rep = Report(str(tmp_path / 'run'))
+        rep.section(module.SECTION, module.TITLE)
+        return RunContext(report=rep, devices=[mx.cpu()], tiny=True, options=options)
+    return make
+
+
+def _written(ctx):
+    ctx.report.write()
+    with open(ctx.report.path('metrics.json')) as f:
+        metrics = json.load(f)
+    files = [f['file'] for s in ctx.report.sections for f in s['figures']]
+    for f in files:
+        assert os.path.getsize(ctx.report.path(f)) > 0
+    return metrics[ctx.report.current['id']], files
+
+
+def test_sections_registered():
+    found = sections()
+    assert [found[n].SECTION for n in ('voc', 'transconv', 'fcn')] == ['13.9', '13.10', '13.11']
+
+
+def test_run_voc(make_ctx):
+    from d2lcv.runs import voc
+    assert (voc.NAME, voc.SECTION) == ('voc', '13.9')
+    ctx = make_ctx(voc)
+    voc.run(ctx)
+    m, files = _written(ctx)
+    assert m['label_indices_equal_palette_png'] is True
+    assert m['train_images'] == 6 and 0 < m['train_examples_320x480'] < 6
+    assert m['batch_Y_shape'].endswith('320, 480)')
+    assert len(files) == 2 and 'synthetic' in ctx.report.current['notes'][0]
+
+
+def test_run_transconv(make_ctx):
+    from d2lcv.runs import transconv
+    ctx = make_ctx(transconv)
+    transconv.run(ctx)
+    m, files = _written(ctx)
+    assert m['padding1_output'] == '[[4.0]]'
+    for key in ('basic_matches_Conv2DTranspose', 'padding1_matches_Conv2DTranspose',
+                'stride2_matches_Conv2DTranspose', 'tconv_conv_shape_equal',
+                'conv_equals_W_matmul', 'trans_conv_equals_WT_matmul'):
+        assert m[key] is True, key
+    h, w, c = eval(m['input_image_shape'])
+    assert eval(m['output_image_shape']) == (2 * h, 2 * w, c)
+    assert files
+
+
+@pytest.mark.slow
+def test_run_fcn_tiny(make_ctx):
+    from d2lcv.runs import fcn
+    ctx = make_ctx(fcn, epochs=1, crop='64,96', scale=0.25, max_val_images=2, batch_size=4)
+    fcn.run(ctx)
+    m, files = _written(ctx)
+    assert m['epochs'] == 1 and m['val_images_evaluated'] == 2
+    assert 0 <= m['val_whole_image_pixel_acc'] <= 1
+    assert 'RANDOM-INIT' in ctx.report.current['notes'][0]
+    assert any(f.endswith('predictions.png') for f in files)
