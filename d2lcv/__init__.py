@@ -29,7 +29,13 @@ from .plot import plt, use_svg_display, set_figsize, set_axes, show_images, Anim
 from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noqa: E402
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
+from .models import get_pretrained, import_weights, PretrainedWeightsMissing  # noqa: E402
 from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .finetune import (load_hotdog, hotdog_datasets, make_finetune_net,  # noqa: E402
+                       freeze_features, train_fine_tuning, compare_finetune_scratch)
+from .style import (preprocess, postprocess, extract_features, get_contents,  # noqa: E402
+                    get_styles, content_loss, gram, style_loss, tv_loss, compute_loss,
+                    GeneratedImage, get_inits, style_transfer, load_vgg19)
 from .bbox import (bbox_to_rect, box_corner_to_center, box_center_to_corner,  # noqa: E402
                    show_bboxes, read_image, DOG_BBOX, CAT_BBOX)
 from .anchors import (multibox_prior, box_iou, assign_anchor_to_bbox, offset_boxes,  # noqa
@@ -43,6 +49,12 @@ from .segmentation import (VOC_COLORMAP, VOC_CLASSES, IGNORE_LABEL, read_voc_ima
 from .transconv import trans_conv, kernel2matrix  # noqa: E402
 from .fcn import (bilinear_kernel, fcn_net, SegmentationLoss, train_fcn, predict,  # noqa
                   label2image, predict_whole, evaluate_voc)
+from .bananas import (load_data_bananas, read_data_bananas, BananasDataset,  # noqa: E402
+                      load_data_bananas_csv)
+from .ssd import (cls_predictor, bbox_predictor, flatten_pred, concat_preds,  # noqa: E402
+                  down_sample_blk, base_net, get_blk, blk_forward, TinySSD, calc_loss,
+                  cls_eval, bbox_eval, SSDLoss, train_ssd)
+from .detection_metrics import mean_average_precision  # noqa: E402
 from .kaggle import (read_csv_labels, copyfile, reorg_train_valid, reorg_test,  # noqa: E402
                      reorg_cifar10_data, reorg_dog_data, transform_train_cifar10,
                      transform_test_cifar10, transform_train_dog, transform_test_dog,

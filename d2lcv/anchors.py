@@ -82,6 +82,11 @@ def _mx(x):
     return np.array(onp.asarray(x, dtype='float32'))
 
 
+def _is_symbol(x):
+    from mxnet import symbol
+    return isinstance(x, symbol.Symbol)
+
+
 def _check_last(x, n, name):
     if x.ndim < 1 or x.shape[-1] != n:
         raise ValueError(f'{name} must have shape (..., {n}), got {tuple(x.shape)}')
@@ -112,6 +117,8 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
     sizes : n sizes in (0, 1]; ratios : m aspect ratios > 0.
     clip : clip the corners to [0, 1].
 
+    A symbolic ``data`` (inside a hybridized block) always goes to the operator.
+
     Returns
     -------
     anchors : (1, H * W * (n + m - 1), 4), corners normalised by the width and height, ordered
@@ -120,6 +127,10 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
         operator's convention: the width is corrected by ``H / W`` in normalised units).
     """
     sizes, ratios = list(onp.atleast_1d(sizes)), list(onp.atleast_1d(ratios))
+    if _is_symbol(data):       # inside a hybridized block: only the operator can run there
+        from mxnet import sym
+        return sym.npx.multibox_prior(data, sizes=[float(s) for s in sizes],
+                                  ratios=[float(r) for r in ratios], clip=clip)
     if len(data.shape) != 4:
         raise ValueError(f'data must have shape (B, C, H, W), got {tuple(data.shape)}')
     if not sizes or not ratios:
@@ -176,16 +187,25 @@ def box_iou(boxes1, boxes2):
 def _iou(b1, b2):
     """IoU of ``b1 (..., N, 4)`` with ``b2 (..., M, 4)`` -> ``(..., N, M)``, float32, with the
     operators' formula: ``inter / (area1 + area2 - inter)``, 0 where that union is <= 0."""
-    # Shape of `lt`, `rb`, `wh`: (..., N, M, 2)
-    lt = onp.maximum(b1[..., :, None, :2], b2[..., None, :, :2])
-    rb = onp.minimum(b1[..., :, None, 2:], b2[..., None, :, 2:])
-    wh = onp.maximum(rb - lt, 0)
-    inter = wh[..., 0] * wh[..., 1]
+    b1, b2 = b1.astype('float32', copy=False), b2.astype('float32', copy=False)
+    # Each coordinate as (..., N, 1) against (..., 1, M); in-place to save passes.
+    c1 = [b1[..., :, None, k] for k in range(4)]
+    c2 = [b2[..., None, :, k] for k in range(4)]
+    iw = onp.minimum(c1[2], c2[2])
+    iw -= onp.maximum(c1[0], c2[0])
+    onp.maximum(iw, 0, out=iw)
+    ih = onp.minimum(c1[3], c2[3])
+    ih -= onp.maximum(c1[1], c2[1])
+    onp.maximum(ih, 0, out=ih)
+    inter = onp.multiply(iw, ih, out=iw)
     area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
     area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    with onp.errstate(divide='ignore', invalid='ignore'):
-        return onp.where(union > 0, inter / onp.where(union > 0, union, 1), 0).astype('float32')
+    union = onp.add(area1[..., :, None], area2[..., None, :], out=ih)
+    union -= inter
+    ok = union > 0
+    onp.divide(inter, union, out=inter, where=ok)
+    inter[~ok] = 0
+    return inter
 
 
 # ---------------------------------------------------------------------------------------
@@ -218,34 +238,39 @@ def assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5, num_gt=None)
     _check_last(anc, 4, 'anchors')
     if num_gt is None:
         num_gt = onp.full(gt.shape[0], gt.shape[1])
-    out = _assign(_iou(anc, gt), onp.asarray(num_gt), iou_threshold)
+    out = _assign(_iou(gt, anc), onp.asarray(num_gt), iou_threshold)
     return out[0] if squeeze else out
 
 
 def _assign(iou, num_gt, iou_threshold):
-    """``iou (B or 1, A, M)``, ``num_gt (B,)`` -> ``(B, A)`` box index per anchor, -1: none."""
-    B, M = len(num_gt), iou.shape[2]
-    iou = onp.broadcast_to(iou, (B,) + iou.shape[1:])
-    A = iou.shape[1]
-    gt_ok = onp.arange(M)[None, :] < num_gt[:, None]            # (B, M)
-    work = onp.where(gt_ok[:, None, :], iou, -1.0).astype('float32')  # (B, A, M)
+    """``iou (B or 1, M, A)`` (boxes by anchors: the long axis innermost), ``num_gt (B,)`` ->
+    ``(B, A)`` box index per anchor, -1 for none."""
+    B, M = len(num_gt), iou.shape[1]
+    A = iou.shape[2]
+    gt_ok = onp.arange(M)[None, :] < num_gt[:, None]             # (B, M)
+    masked = onp.where(gt_ok[:, :, None], iou, onp.float32(-1))  # (B, M, A)
+    work = masked.copy()
     match = onp.full((B, A), -1, dtype=onp.int64)
+    if M == 0:
+        return match
     rows = onp.arange(B)
-    # Greedy bipartite pass: one round per box, each round vectorised over the batch.
+    # Greedy bipartite pass: one round per box, each round vectorised over the batch. The
+    # largest IoU left; ties go to the lowest anchor, then the lowest box (the operator's
+    # scan order): the first anchor reaching the maximum, then its first box reaching it.
     for _ in range(M):
-        flat = work.reshape(B, A * M)
-        best = flat.argmax(axis=1)                               # first maximum: lowest (a, m)
-        ok = flat[rows, best] > 1e-6
+        best_per_anchor = work.max(axis=1)                        # (B, A)
+        a = best_per_anchor.argmax(axis=1)                        # (B,)
+        ok = best_per_anchor[rows, a] > 1e-6
         if not ok.any():
             break
-        b, a, m = rows[ok], best[ok] // M, best[ok] % M
+        b, a = rows[ok], a[ok]
+        m = work[b, :, a].argmax(axis=1)
         match[b, a] = m
-        work[b, a, :] = -1                                       # discard the row ...
-        work[b, :, m] = -1                                       # ... and the column
+        work[b, :, a] = -1                                        # discard the anchor ...
+        work[b, m, :] = -1                                        # ... and the box
     # Threshold pass over the anchors left unmatched.
-    masked = onp.where(gt_ok[:, None, :], iou, -1.0)
-    best_gt = masked.argmax(axis=2)                              # (B, A)
-    best_iou = onp.take_along_axis(masked, best_gt[..., None], axis=2)[..., 0]
+    best_gt = masked.argmax(axis=1)                               # (B, A)
+    best_iou = masked.max(axis=1)
     extra = (match < 0) & (best_iou > iou_threshold)
     match[extra] = best_gt[extra]
     return match
@@ -301,6 +326,8 @@ def _num_valid_labels(lab):
     """``lab (B, M, 5)`` -> ``(B,)``: rows before the first row of class -1."""
     pad = lab[..., 0] == -1                                       # (B, M)
     M = lab.shape[1]
+    if M == 0:
+        return onp.zeros(lab.shape[0], onp.int64)
     first = onp.where(pad.any(axis=1), pad.argmax(axis=1), M)
     # The operator insists that a padding row is -1 in x1 as well.
     rows = onp.arange(lab.shape[0])
@@ -332,10 +359,10 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     """
     if get_impl(impl) == 'npx':
         from mxnet import np, npx
-        A = anchors.shape[-2]
+        lab = _mx(labels)
         cp = _mx(cls_preds) if cls_preds is not None else np.zeros(
-            (labels.shape[0], 2, A))
-        outs = npx.multibox_target(_mx(anchors), _mx(labels), cp,
+            (lab.shape[0], 2, anchors.shape[-2]), ctx=lab.ctx)
+        outs = npx.multibox_target(_mx(anchors), lab, cp,
                                    overlap_threshold=overlap_threshold,
                                    ignore_label=ignore_label, variances=tuple(variances),
                                    negative_mining_ratio=negative_mining_ratio, **kwargs)
@@ -366,17 +393,20 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
 
 def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variances):
     B, A = lab.shape[0], anc.shape[0]
-    iou = _iou(anc[None], lab[..., 1:])                          # (B, A, M)
+    # (B, M, A): the long axis innermost is ~10x faster than (B, A, M)
+    iou = _iou(lab[..., 1:], anc[None])
     match = _assign(iou, num_gt, overlap_threshold if overlap_threshold > 0 else onp.inf)
-    pos = match >= 0                                             # (B, A)
-    idx = onp.maximum(match, 0)
-    assigned = onp.take_along_axis(lab, idx[..., None], axis=1)  # (B, A, 5)
-    cls = onp.where(pos, assigned[..., 0] + 1, 0).astype('float32')
+    # Only the positive anchors get offsets and classes: gather just those.
+    bi, ai = onp.nonzero(match >= 0)                             # (P,), (P,)
+    gt = lab[bi, match[bi, ai]]                                  # (P, 5)
+    cls = onp.zeros((B, A), 'float32')
     cls[num_gt == 0] = ignore_label
-    off = _offset_boxes(anc[None], assigned[..., 1:], variances)
-    off = onp.where(pos[..., None], off, 0).astype('float32')
-    mask = onp.repeat(pos, 4, axis=1).astype('float32')
-    return off.reshape(B, 4 * A), mask, cls
+    cls[bi, ai] = gt[:, 0] + 1
+    off = onp.zeros((B, A, 4), 'float32')
+    off[bi, ai] = _offset_boxes(anc[ai], gt[:, 1:], variances)
+    mask = onp.zeros((B, A, 4), 'float32')
+    mask[bi, ai] = 1
+    return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,7 +429,7 @@ def nms(boxes, scores, iou_threshold, classes=None):
     return order[keep]
 
 
-def _nms_sorted(boxes, cls, alive, thr, block=64):
+def _nms_sorted(boxes, cls, alive, thr, block=32):
     """Greedy NMS over rows already sorted by score, for a batch.
 
     ``boxes (B, S, 4)``, ``cls (B, S)``, ``alive (B, S)`` (rows taking part) -> ``keep (B, S)``.
@@ -460,20 +490,22 @@ def _nms_sorted(boxes, cls, alive, thr, block=64):
 
 
 def _overlaps(p1, a1, p2, a2, thr):
-    """``IoU >= thr`` for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against ``p2 (4, B, k)``,
-    ``a2 (B, k)`` -> (B, n, k) bool; the operators' formula, in place to save passes."""
+    """``IoU >= thr`` (``thr > 0``) for planes ``p1 (4, B, n)``, areas ``a1 (B, n)`` against
+    ``p2 (4, B, k)``, ``a2 (B, k)`` -> (B, n, k) bool, with the operators' formula."""
     iw = onp.minimum(p1[2][:, :, None], p2[2][:, None, :])
     iw -= onp.maximum(p1[0][:, :, None], p2[0][:, None, :])
-    onp.maximum(iw, 0, out=iw)
     ih = onp.minimum(p1[3][:, :, None], p2[3][:, None, :])
     ih -= onp.maximum(p1[1][:, :, None], p2[1][:, None, :])
-    onp.maximum(ih, 0, out=ih)
-    iw *= ih                                                            # intersection
+    # No clipping at 0 (numpy's scalar maximum is slow): where iw > 0 and ih > 0 this is the
+    # operator's exact value; ih <= 0 gives IoU <= 0 (or NaN) < thr; iw <= 0 is masked below.
+    inter = iw * ih
     union = onp.add(a1[:, :, None], a2[:, None, :], out=ih)
-    union -= iw
+    union -= inter
     with onp.errstate(divide='ignore', invalid='ignore'):
-        iw /= union
-    return iw >= thr          # NaN (0/0) and negative unions compare False; thr > 0
+        inter /= union
+    hit = inter >= thr
+    hit &= iw > 0
+    return hit
 
 
 def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, threshold=0.01,
@@ -524,34 +556,37 @@ def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_supp
                         variances, nms_topk):
     B, _, A = cp.shape
     fg = cp[:, 1:, :]                                             # (B, C, A)
-    cls = fg.argmax(axis=1)                                       # first maximum wins
-    score = onp.take_along_axis(fg, cls[:, None, :], axis=1)[:, 0]
-    valid = score >= threshold                                    # (B, A)
-    boxes = _offset_inverse(anc[None], off, variances, clip)      # (B, A, 4)
-    rows = onp.concatenate([cls[..., None].astype('float32'), score[..., None], boxes],
-                           axis=-1)                               # (B, A, 6)
-    # Compact the valid rows to the front, in anchor order.
-    comp = onp.argsort(~valid, axis=1, kind='stable')
-    rows = onp.take_along_axis(rows, comp[..., None], axis=1)
-    nvalid = valid.sum(axis=1)
-    pos = onp.arange(A)[None, :]
-    out = onp.where((pos < nvalid[:, None])[..., None], rows, -1).astype('float32')
-    if not 0 < nms_threshold <= 1:
-        return out
-    key = onp.where(pos < nvalid[:, None], -out[..., 1], onp.inf)
-    order = onp.argsort(key, axis=1, kind='stable')               # by score, ties in order
-    srt = onp.take_along_axis(out, order[..., None], axis=1)
-    nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
-    in_nms = pos < nkeep[:, None]
-    # Beyond the top k the operator leaves the unsorted rows, marked -1.
-    srt = onp.where(in_nms[..., None], srt, out)
-    S = int(nkeep.max())
-    c = None if force_suppress or cp.shape[1] == 2 else srt[:, :S, 0]
-    keep = _nms_sorted(srt[:, :S, 2:], c, in_nms[:, :S], nms_threshold)
-    drop = (pos < nvalid[:, None])
-    drop[:, :S] &= ~keep
-    srt[..., 0] = onp.where(drop, -1, srt[..., 0])
-    return srt
+    score = fg.max(axis=1)                                        # (B, A)
+    valid = score >= threshold
+    nvalid = valid.sum(axis=1)                                    # (B,)
+    S = int(nvalid.max()) if B else 0
+    # Compact each image's valid rows to the front, in anchor order: (B, S) anchor indices.
+    bi, ai = onp.nonzero(valid)
+    pos = onp.arange(S)[None, :]
+    live = pos < nvalid[:, None]                                  # (B, S)
+    idx = onp.zeros((B, S), onp.int64)
+    idx[live] = ai                                                # row-major, like nonzero
+    bidx = onp.arange(B)[:, None]
+    do_nms = 0 < nms_threshold <= 1
+    if do_nms:
+        # by decreasing score, ties in anchor order (a stable sort of the compacted rows)
+        key = onp.where(live, -score[bidx, idx], onp.inf)
+        order = onp.argsort(key, axis=1, kind='stable')
+        nkeep = nvalid if nms_topk <= 0 else onp.minimum(nvalid, nms_topk)
+        in_nms = pos < nkeep[:, None]
+        # Beyond the top k the operator leaves the compacted, unsorted rows (marked -1).
+        idx = onp.where(in_nms, onp.take_along_axis(idx, order, axis=1), idx)
+    # Only the S rows per image that can appear in the output are decoded.
+    cls = fg[bidx, :, idx].argmax(axis=-1).astype('float32')     # (B, S), first maximum
+    boxes = _offset_inverse(anc[idx], off[bidx, idx], variances, clip)   # (B, S, 4)
+    rows = onp.concatenate([cls[..., None], score[bidx, idx][..., None], boxes], axis=-1)
+    if do_nms:
+        c = None if force_suppress or cp.shape[1] == 2 else rows[..., 0]
+        keep = _nms_sorted(rows[..., 2:], c, in_nms, nms_threshold)
+        rows[..., 0] = onp.where(keep, rows[..., 0], -1)
+    out = onp.full((B, A, 6), -1, 'float32')
+    out[:, :S] = onp.where(live[..., None], rows, -1)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Slow, obvious loop versions of 13.4's algorithms: the oracle the tests compare
-:mod:`d2lcv.anchors` against, and the baseline of ``benchmarks/bench_anchors.py``.
+"""Slow, obvious loop versions of the algorithms of 13.4 (anchors, labelling, NMS) and 13.8
+(RoI pooling, RoIAlign): the oracle the tests compare :mod:`d2lcv.anchors` and
+:mod:`d2lcv.rcnn` against, and a baseline of ``benchmarks/bench_anchors.py``.
 
 Plain Python loops over images, boxes and anchors, written straight from the text (float32
 scalars, in the operators' order of operations). Same inputs and outputs as the fast

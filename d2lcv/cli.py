@@ -36,10 +36,28 @@ def _parse_options(pairs):
     return out
 
 
+class _env:
+    """Set environment variables for the duration of a ``with`` block, then restore them."""
+
+    def __init__(self, **values):
+        self.values = {k: v for k, v in values.items() if v is not None}
+
+    def __enter__(self):
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc):
+        for k, v in self.saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def cmd_run(args):
     from .devices import parse_devices
-    from .report import Report, new_run_dir
-    from .runs import RunContext, sections
+    from .report import new_run_dir
+    from .runs import sections
 
     available = sections()
     if args.list or not args.sections:
@@ -52,13 +70,19 @@ def cmd_run(args):
         print(f'unknown section(s) {unknown}; choose from: all, {", ".join(available)}',
               file=sys.stderr)
         return 2
-    if args.tiny:
-        # the chapter's own calls (download_extract, load_data_*) inside a section use twins
-        os.environ['D2LCV_TINY'] = '1'
     devices = parse_devices(args.devices)
     label = 'all' if args.sections == ['all'] else '-'.join(wanted)
     out_dir = new_run_dir(args.out, label)
-    os.environ.setdefault('D2LCV_FIG_DIR', out_dir)
+    # with --tiny the chapter's own calls inside a section (download_extract, load_data_*)
+    # use the twins; figures that code writes without a path land in the run folder
+    with _env(D2LCV_TINY='1' if args.tiny else None,
+              D2LCV_FIG_DIR=os.environ.get('D2LCV_FIG_DIR', out_dir)):
+        return _run_sections(args, available, wanted, devices, label, out_dir)
+
+
+def _run_sections(args, available, wanted, devices, label, out_dir):
+    from .report import Report
+    from .runs import RunContext
     report = Report(out_dir, title=f'd2lcv run {label}' + (' (synthetic twins)' if args.tiny
                                                            else ''))
     failed = []

@@ -103,7 +103,8 @@ def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=Fals
     ----------
     X : (N, C, H, W). rois : (R, 5) rows ``(batch_index, x1, y1, x2, y2)``; a negative batch
         index gives zeros, as the operator documents (MXNet 1.9.1's operator itself then
-        zeroes an element of another region and leaves that region's output unwritten). pooled_size : (ph, pw). spatial_scale : feature / image size.
+        zeroes an element of another region and leaves that region's output unwritten).
+    pooled_size : (ph, pw). spatial_scale : feature / image size.
     sample_ratio : samples per bin side (-1: ``ceil(region size / pooled size)``).
     aligned : shift by half a pixel (Detectron2's convention).
 

@@ -15,6 +15,15 @@ from d2lcv import anchors_ref as R
 
 npx.set_np()
 
+
+@pytest.fixture(autouse=True)
+def _d2lcv_impl():
+    """Test d2lcv's implementation whatever $D2LCV_ANCHORS_IMPL says."""
+    before = A.get_impl()
+    A.set_impl('d2lcv')
+    yield
+    A.set_impl(before)
+
 GT = [[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]]
 ANCHORS_13_4_3 = [[0, 0.1, 0.2, 0.3], [0.15, 0.2, 0.4, 0.4], [0.63, 0.05, 0.88, 0.98],
                   [0.66, 0.45, 0.8, 0.8], [0.57, 0.3, 0.92, 0.9]]
@@ -340,14 +349,16 @@ def test_bad_input_errors():
 
 
 def test_impl_default_is_switchable():
-    assert A.get_impl() == 'd2lcv'
-    A.set_impl('npx')
+    before = A.get_impl()                  # 'd2lcv' unless $D2LCV_ANCHORS_IMPL says otherwise
     try:
-        assert A.get_impl() == 'npx'
+        A.set_impl('npx')
+        assert A.get_impl() == 'npx' and A.get_impl('d2lcv') == 'd2lcv'
         out = A.multibox_prior(np.zeros((1, 1, 2, 2)), [0.5], [1])
         assert out.shape == (1, 4, 4)
-    finally:
         A.set_impl('d2lcv')
+        assert A.get_impl() == 'd2lcv'
+    finally:
+        A.set_impl(before)
 
 
 # --------------------------------------------------------------------------- 13.5
@@ -362,3 +373,60 @@ def test_display_anchors_draws_every_anchor():
         cx, cy = p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2
         assert abs(cx - w / 2) < 1e-3 and abs(cy - h / 2) < 1e-3
     d2lcv.plt.close('all')
+
+
+def test_multibox_prior_in_hybridized_block():
+    from mxnet.gluon import nn
+
+    class Prior(nn.HybridBlock):
+        def hybrid_forward(self, F, x):
+            return A.multibox_prior(x, sizes=[0.2, 0.272], ratios=[1, 2, 0.5])
+
+    net = Prior()
+    net.hybridize()
+    X = np.zeros((2, 3, 4, 5))
+    onp.testing.assert_array_equal(net(X).asnumpy(),
+                                   A.multibox_prior(X, [0.2, 0.272], [1, 2, 0.5]).asnumpy())
+
+
+def test_edge_cases_empty_and_all_below_threshold():
+    anchors = onp.array([ANCHORS_13_4_3], 'float32')
+    off, mask, cls = A.multibox_target(anchors, onp.zeros((2, 0, 5), 'float32'))
+    assert off.shape == (2, 20) and (cls == -1).all() and (mask == 0).all()
+    assert (A.assign_anchor_to_bbox(onp.zeros((0, 4)), anchors[0]) == -1).all()
+    cp = onp.array([CLS_13_4_4], 'float32')
+    for kwargs in ({'threshold': 0.95}, {'threshold': 0.95, 'nms_threshold': 0}):
+        ours = A.multibox_detection(cp, onp.zeros((1, 16)), onp.array([ANCHORS_13_4_4]),
+                                    **kwargs)
+        op = npx.multibox_detection(np.array(cp), np.zeros((1, 16)),
+                                    np.array([ANCHORS_13_4_4]), **kwargs).asnumpy()
+        onp.testing.assert_array_equal(ours, op)
+        assert (ours == -1).all()
+    one = A.multibox_detection(cp[:, :, :1], onp.zeros((1, 4)), onp.array([ANCHORS_13_4_4[:1]]))
+    onp.testing.assert_allclose(one[0, 0], [0, 0.9] + ANCHORS_13_4_4[0], atol=1e-6)
+
+
+def test_tinyssd_sized_workload_vs_operator():
+    # 2 images, the 5,444 anchors of TinySSD, 1-3 objects each; detection with most anchors
+    # entering NMS (many blocks, a long kept list)
+    sizes = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
+    anchors = onp.concatenate([A.multibox_prior(onp.zeros((1, 1, s, s)), sizes[i], [1, 2, 0.5])
+                               for i, s in enumerate([32, 16, 8, 4, 1])], axis=1)
+    rng = onp.random.RandomState(6)
+    labels = -onp.ones((2, 3, 5), 'float32')
+    for b, n in enumerate([1, 3]):
+        xy = rng.uniform(0, 0.7, (n, 2))
+        labels[b, :n] = onp.concatenate([onp.zeros((n, 1)), xy, xy + rng.uniform(0.1, 0.3, (n, 2))],
+                                        axis=1)
+    ours = A.multibox_target(anchors, labels)
+    op = npx.multibox_target(np.array(anchors), np.array(labels), np.zeros((2, 2, 5444)))
+    for a, b in zip(ours, op):
+        onp.testing.assert_allclose(a, b.asnumpy(), rtol=1e-5, atol=1e-5)
+    logits = rng.randn(2, 3, 5444)
+    probs = (onp.exp(logits) / onp.exp(logits).sum(axis=1, keepdims=True)).astype('float32')
+    offsets = (0.1 * rng.randn(2, 4 * 5444)).astype('float32')
+    for thr in (0.5, 0.3):
+        ours = A.multibox_detection(probs, offsets, anchors, nms_threshold=thr)
+        op = npx.multibox_detection(np.array(probs), np.array(offsets), np.array(anchors),
+                                    nms_threshold=thr).asnumpy()
+        onp.testing.assert_allclose(ours, op, rtol=1e-5, atol=1e-5)

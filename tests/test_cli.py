@@ -57,6 +57,18 @@ def test_failing_section_is_reported_and_exit_code_is_1(tmp_path, monkeypatch):
     assert 'twin missing' in open(os.path.join(run_dir, 'index.html')).read()
 
 
+def test_run_does_not_leak_environment(tmp_path, monkeypatch):
+    seen = {}
+    fake = types.SimpleNamespace(
+        NAME='fake', SECTION='13.98', TITLE='Fake',
+        run=lambda ctx: seen.update(tiny=os.environ.get('D2LCV_TINY')))
+    monkeypatch.setattr(runs, 'sections', lambda: {'fake': fake})
+    monkeypatch.delenv('D2LCV_FIG_DIR', raising=False)
+    assert cli.main(['run', 'fake', '--tiny', '--out', str(tmp_path)]) == 0
+    assert seen == {'tiny': '1'}
+    assert 'D2LCV_TINY' not in os.environ and 'D2LCV_FIG_DIR' not in os.environ
+
+
 def test_unknown_section(capsys):
     assert cli.main(['run', 'no-such-section']) == 2
     assert 'unknown section' in capsys.readouterr().err

@@ -4,10 +4,20 @@ import numpy as onp
 import pytest
 from mxnet import np, npx
 
+from d2lcv import anchors as A
 from d2lcv import anchors_ref as R
 from d2lcv import rcnn
 
 npx.set_np()
+
+
+@pytest.fixture(autouse=True)
+def _d2lcv_impl():
+    """Test d2lcv's implementation whatever $D2LCV_ANCHORS_IMPL says."""
+    before = A.get_impl()
+    A.set_impl('d2lcv')
+    yield
+    A.set_impl(before)
 
 
 @pytest.mark.parametrize('impl', ['d2lcv', 'npx'])
@@ -21,7 +31,8 @@ def test_roi_pool_chapter(impl):
 
 def test_roi_pool_rounds_half_away_from_zero():
     X = onp.arange(36, dtype='float32').reshape(1, 1, 6, 6)
-    # 15 * 0.1 = 1.5 rounds to 2 (not to the even 2 by luck: 25 * 0.1 = 2.5 -> 3)
+    # corners 15 * 0.1 = 1.5 -> 2 and 25 * 0.1 = 2.5 -> 3 (half away from zero; rounding half
+    # to even would give 2 and 2, and the maximum X[2, 2] instead of X[3, 3])
     out = rcnn.roi_pool(X, onp.array([[0, 15, 15, 25, 25]], 'float32'), (1, 1), 0.1)
     onp.testing.assert_array_equal(out, [[[[X[0, 0, 3, 3]]]]])
     op = npx.roi_pooling(np.array(X), np.array([[0, 15, 15, 25, 25]]), pooled_size=(1, 1),

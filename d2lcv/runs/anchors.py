@@ -6,7 +6,7 @@ implementation and MXNet's operators agree; times both on a small TinySSD-like b
 import time
 
 import numpy as onp
-from mxnet import np, npx
+from mxnet import np
 
 from .. import anchors as A
 from ..bbox import read_image, show_bboxes
@@ -38,7 +38,7 @@ def run(ctx):
     h, w = img.shape[:2]
     bbox_scale = onp.array((w, h, w, h), 'float32')
     X = np.zeros((1, 3, h, w))
-    Y = A.multibox_prior(X, sizes=[0.75, 0.5, 0.25], ratios=[1, 2, 0.5])
+    Y = A.multibox_prior(X, sizes=[0.75, 0.5, 0.25], ratios=[1, 2, 0.5], impl='d2lcv')
     Y_op = A.multibox_prior(X, sizes=[0.75, 0.5, 0.25], ratios=[1, 2, 0.5], impl='npx')
     rep.metric('num_anchors', int(Y.shape[1]))
     rep.metric('prior_max_abs_diff_vs_npx', float(onp.abs((Y - Y_op).asnumpy()).max()))
@@ -54,7 +54,7 @@ def run(ctx):
     show_bboxes(ax, gt[:, 1:] * bbox_scale, ['dog', 'cat'], 'k')
     show_bboxes(ax, anc * bbox_scale, ['0', '1', '2', '3', '4'])
     rep.figure('label_anchors', fig, 'ground truth (black) and anchors A0-A4 of 13.4.3')
-    ours = A.multibox_target(anc[None], gt[None])
+    ours = A.multibox_target(anc[None], gt[None], impl='d2lcv')
     op = A.multibox_target(anc[None], gt[None], impl='npx')
     rep.metric('target_class_labels', ours[2][0].tolist())
     rep.metric('target_max_abs_diff_vs_npx',
@@ -65,7 +65,7 @@ def run(ctx):
     show_bboxes(ax, nms_anc * bbox_scale, ['dog=0.9', 'dog=0.8', 'dog=0.7', 'cat=0.9'])
     rep.figure('before_nms', fig, 'predicted boxes and confidences before NMS')
     output = A.multibox_detection(probs[None], onp.zeros((1, 16), 'float32'), nms_anc[None],
-                                  nms_threshold=0.5)
+                                  nms_threshold=0.5, impl='d2lcv')
     output_op = A.multibox_detection(probs[None], onp.zeros((1, 16), 'float32'), nms_anc[None],
                                      nms_threshold=0.5, impl='npx')
     rep.metric('detection_rows', onp.round(output[0].astype(float), 2).tolist())

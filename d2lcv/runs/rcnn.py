@@ -23,9 +23,10 @@ def run(ctx):
     X = onp.arange(16, dtype='float32').reshape(1, 1, 4, 4)
     # column 0 is the index of the image in the batch (the chapter says "category": ERRATA)
     rois = onp.array([[0, 0, 0, 20, 20], [0, 0, 10, 30, 30]], 'float32')
-    pooled = rcnn.roi_pool(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
+    pooled = rcnn.roi_pool(X, rois, pooled_size=(2, 2), spatial_scale=0.1, impl='d2lcv')
     pooled_op = rcnn.roi_pool(X, rois, pooled_size=(2, 2), spatial_scale=0.1, impl='npx')
-    aligned = rcnn.roi_align(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
+    aligned = rcnn.roi_align(X, rois, pooled_size=(2, 2), spatial_scale=0.1,
+                              impl='d2lcv')
     aligned_op = rcnn.roi_align(X, rois, pooled_size=(2, 2), spatial_scale=0.1, impl='npx')
     rep.metric('roi_pool', pooled[:, 0].tolist())
     rep.metric('roi_pool_max_abs_diff_vs_npx', float(onp.abs(pooled - pooled_op).max()))
