@@ -483,6 +483,34 @@ def test_get_net_dog_never_falls_back_to_random_weights(monkeypatch):
         K.get_net_dog(CPU)
 
 
+@pytest.fixture
+def offline_weights(tmp_path, monkeypatch):
+    """No model zoo (a closed local port), empty caches: only files we put there exist."""
+    monkeypatch.setenv('MXNET_GLUON_REPO', 'http://127.0.0.1:9/')
+    monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxnet_home'))
+    monkeypatch.setenv('D2LCV_PRETRAINED_DIR', str(tmp_path / 'pretrained'))
+    os.makedirs(tmp_path / 'pretrained')
+    return tmp_path / 'pretrained'
+
+
+def test_get_net_dog_real_get_pretrained_missing_weights_raise(offline_weights):
+    from d2lcv.models import PretrainedWeightsMissing
+    with pytest.raises(PretrainedWeightsMissing, match='resnet34_v2'):
+        K.get_net_dog(CPU)
+
+
+def test_get_net_dog_loads_local_weights_into_frozen_features(offline_weights):
+    src = gluon.model_zoo.vision.get_model('resnet18_v2')
+    src.initialize(init.Normal(0.05))
+    src(np.zeros((1, 3, 32, 32)))
+    src.save_parameters(str(offline_weights / 'resnet18_v2.params'))
+    net = K.get_net_dog(CPU, 4, backbone='resnet18_v2')
+    for a, b in zip(src.features.collect_params().values(),
+                    net.features.collect_params().values()):
+        onp.testing.assert_array_equal(a.data().asnumpy(), b.data().asnumpy())
+    assert net(np.zeros((2, 3, 32, 32))).shape == (2, 4)
+
+
 def test_get_net_dog_refuses_uninitialised_features_unless_asked():
     with pytest.raises(ValueError, match='has no weights.*pretrained=False'):
         K.get_net_dog(CPU, 3, features=K.small_features())
