@@ -55,5 +55,12 @@ from .ssd import (cls_predictor, bbox_predictor, flatten_pred, concat_preds,  # 
                   down_sample_blk, base_net, get_blk, blk_forward, TinySSD, calc_loss,
                   cls_eval, bbox_eval, SSDLoss, train_ssd)
 from .detection_metrics import mean_average_precision  # noqa: E402
+from .kaggle import (read_csv_labels, copyfile, reorg_train_valid, reorg_test,  # noqa: E402
+                     reorg_cifar10_data, reorg_dog_data, transform_train_cifar10,
+                     transform_test_cifar10, transform_train_dog, transform_test_dog,
+                     read_image_folders, kaggle_loaders, get_net_cifar10, train_cifar10,
+                     small_features, get_net_dog, evaluate_loss, train_dog, image_ids,
+                     predict_labels, predict_probs, write_cifar10_submission,
+                     write_dog_submission, check_submission, kaggle_cifar10, kaggle_dog)
 
 __version__ = '0.1.0'

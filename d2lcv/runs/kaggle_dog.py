@@ -1,0 +1,57 @@
+"""``d2lcv run kaggle-dog``: section 13.14 end to end (twin when tiny), submission.csv."""
+import os
+
+from .. import hub, kaggle
+
+NAME = 'kaggle-dog'
+SECTION = '13.14'
+TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
+
+
+def run(ctx):
+    rep, opts = ctx.report, ctx.options
+    data_dir = opts.get('data_dir') or hub.download_extract('dog_tiny', tiny=ctx.tiny)
+    # Offline there are no ImageNet weights: the tiny run uses a small *random-initialised*
+    # frozen feature extractor unless `--set pretrained=1` asks for the chapter's ResNet-34
+    # (which then must be found, see d2lcv.models.get_pretrained).
+    pretrained = bool(opts.get('pretrained', 0 if ctx.tiny else 1))
+    backbone = opts.get('backbone', 'small' if ctx.tiny and not pretrained else 'resnet34_v2')
+    features_fn = kaggle.small_features if backbone == 'small' else None
+    if backbone == 'small' and pretrained:
+        raise ValueError("backbone 'small' has no pretrained weights; use pretrained=0")
+    image_size = opts.get('image_size', 64 if ctx.tiny else 224)
+    batch_size = opts.get('batch_size', 16 if ctx.tiny else 128)
+    num_epochs = opts.get('num_epochs', 10 if ctx.tiny else 5)
+    lr, wd = opts.get('lr', 0.1 if ctx.tiny else 0.01), opts.get('wd', 1e-4)
+    lr_period, lr_decay = opts.get('lr_period', 10), opts.get('lr_decay', 0.1)
+    sub = rep.path('13_14_submission.csv')
+    out = kaggle.kaggle_dog(
+        data_dir, valid_ratio=opts.get('valid_ratio', 0.1), batch_size=batch_size,
+        num_epochs=num_epochs, lr=lr, wd=wd, lr_period=lr_period, lr_decay=lr_decay,
+        devices=ctx.devices, image_size=image_size, backbone=backbone, pretrained=pretrained,
+        features_fn=features_fn, refit=bool(opts.get('refit', 1)), submission=sub,
+        save_dir=rep.out_dir)
+    for png, caption in (('dog_valid.png', 'output network on train/, loss on valid/'),
+                         ('dog_final.png', 'refit on train_valid/ (for the submission)')):
+        if os.path.exists(rep.path(png)):
+            rep.attach(png, caption)
+    rep.attach('13_14_submission.csv', 'submission.csv (id + one probability per breed), '
+               'checked against sample_submission.csv')
+    v = out['valid']
+    rep.metric('n_valid_per_label', out['n_valid_per_label'])
+    rep.metric('num_breeds', len(out['synsets']))
+    for key in ('train_loss', 'valid_loss', 'valid_acc', 'examples_per_sec'):
+        rep.metric(key, v[key])
+    rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
+    rep.metric('chance_acc', 1 / len(out['synsets']))
+    rep.metric('submission_rows', out.get('submission_rows'))
+    feats = ('a small conv net with RANDOM-INITIALISED weights (no ImageNet weights offline), '
+             'frozen as the chapter freezes ResNet-34' if backbone == 'small' and not pretrained
+             else f'{backbone} with ' + ('ImageNet weights' if pretrained else
+                                         'RANDOM-INITIALISED weights (asked for)'))
+    rep.note(f'Features: {feats}; trained: output_new = Dense(256, relu) + '
+             f'Dense({len(out["synsets"])}), SGD lr {lr} momentum 0.9 wd {wd}, batch '
+             f'{batch_size}, {num_epochs} epochs, {image_size}x{image_size} crops, on '
+             f'{ctx.devices}; data: '
+             + ('synthetic twin of kaggle_dog_tiny' if ctx.tiny and not opts.get('data_dir')
+                else data_dir) + '. The submission comes from the net refit on train_valid.')
