@@ -273,6 +273,7 @@ def test_fcn_training_loss_falls(tiny_voc, tmp_path):
     fixed batch falls, and train_ch13's accuracy leaves the void pixels out."""
     mx.random.seed(1)
     random.seed(1)
+    onp.random.seed(1)  # the DataLoader shuffles with NumPy's global generator
     devices = [mx.cpu(0), mx.cpu(1)]
     train_iter, test_iter = d2l.load_data_voc(4, (64, 96), voc_dir=tiny_voc, num_workers=0,
                                               verbose=False)
