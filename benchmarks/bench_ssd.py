@@ -91,7 +91,7 @@ def speed(args):
     ref = ChapterTinySSD(1)
     ref.initialize(init=init.Xavier(), ctx=device)
     ref_trainer = make_trainer(ref)
-    names = ['npx'] + (['d2lcv'] if _has_d2lcv_anchors() else [])
+    names = ['npx', 'd2lcv']
     if args.backend:
         names = [args.backend]
     nets = {}
@@ -124,14 +124,6 @@ def speed(args):
         print(f'  d2lcv TinySSD, {name:5s} ops: {n / t:8.1f} examples/sec, '
               f'speed-up {t_ref / t:5.2f}x')
     return {name: t_ref / t for name, t in t_new.items()}
-
-
-def _has_d2lcv_anchors():
-    try:
-        import d2lcv.anchors  # noqa: F401
-        return True
-    except ImportError:
-        return False
 
 
 def accuracy(args):

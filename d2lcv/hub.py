@@ -68,7 +68,8 @@ def mkdir_if_not_exist(path):
     os.makedirs(path, exist_ok=True)
 
 
-def _sha1(path, chunk=1 << 20):
+def sha1_file(path, chunk=1 << 20):
+    """The sha1 hex digest of a file, read in chunks."""
     h = hashlib.sha1()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
@@ -99,7 +100,7 @@ def download(name, cache_dir=None, timeout=30, progress=True):
     cache_dir = cache_dir or data_dir()
     os.makedirs(cache_dir, exist_ok=True)
     fname = os.path.join(cache_dir, url.split('/')[-1])
-    if os.path.exists(fname) and _sha1(fname) == sha1:
+    if os.path.exists(fname) and sha1_file(fname) == sha1:
         return fname
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix='.' + os.path.basename(fname) + '.',
                                suffix='.part')

@@ -10,7 +10,6 @@ model zoo's server (``$MXNET_GLUON_REPO``, with a timeout, sha1-checked), then a
 ``$D2LCV_PRETRAINED_DIR``. If none has the weights it raises :class:`PretrainedWeightsMissing`,
 which names the files it looked for. It never returns randomly initialised weights.
 """
-import hashlib
 import logging
 import os
 import shutil
@@ -18,6 +17,8 @@ import tempfile
 import zipfile
 
 from mxnet.gluon import nn
+
+from .hub import sha1_file
 
 __all__ = ['Residual', 'resnet_block', 'resnet18', 'get_pretrained', 'import_weights',
            'PretrainedWeightsMissing', 'pretrained_dir', 'zoo_dir', 'zoo_file_name',
@@ -114,14 +115,6 @@ def zoo_file_name(name, sha1_table=None):
     return f'{name}-{table[name][:8]}.params'
 
 
-def _sha1(path, chunk=1 << 20):
-    h = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _fetch_from_zoo(name, root, timeout, sha1_table):
     """Download ``name`` from the model zoo into ``root``; return the path or raise OSError.
 
@@ -156,7 +149,7 @@ def _fetch_from_zoo(name, root, timeout, sha1_table):
         tmp_params = os.path.join(tmp_dir, fname)
         with open(tmp_params, 'wb') as f:
             f.write(member)
-        got = _sha1(tmp_params)
+        got = sha1_file(tmp_params)
         if got != table[name]:
             raise OSError(f'{url}: sha1 of {fname} is {got}, expected {table[name]}')
         path = os.path.join(root, fname)
@@ -215,7 +208,7 @@ def get_pretrained(name, ctx=None, root=None, download=True, timeout=(10, 60),
     if zoo_name:
         cached = os.path.join(root, zoo_name)
         if os.path.exists(cached):
-            if _sha1(cached) == table[name]:
+            if sha1_file(cached) == table[name]:
                 path = cached
             else:
                 why.append(f'{cached} has the wrong sha1 (expected {table[name]})')
@@ -272,7 +265,7 @@ def import_weights(path, name=None, dest=None, sha1_table=None):
     table = ZOO_SHA1 if sha1_table is None else sha1_table
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: no such file')
-    got = _sha1(path)
+    got = sha1_file(path)
     if name is None:
         matches = [n for n, s in table.items() if s == got]
         if not matches:

@@ -27,6 +27,7 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
+from .bbox import show_bboxes
 from .devices import resolve_devices, split_batch
 from .plot import Animator, in_notebook, plt, set_figsize
 
@@ -57,7 +58,7 @@ def _npx_ops():
 
 
 def _d2lcv_ops():
-    from . import anchors as a  # ImportError until the detection-core module exists
+    from . import anchors as a
     return types.SimpleNamespace(
         name='d2lcv',
         multibox_prior=lambda data, sizes, ratios: a.multibox_prior(
@@ -79,11 +80,8 @@ def detection_ops(backend=None):
         return backend
     backend = backend or os.environ.get('D2LCV_DET_BACKEND') or None
     if backend is None:
-        try:
-            from . import anchors
-            backend = anchors.get_impl()
-        except ImportError:
-            backend = 'npx'
+        from . import anchors
+        backend = anchors.get_impl()
     if backend == 'npx':
         return _npx_ops()
     if backend == 'd2lcv':
@@ -518,29 +516,8 @@ def display(img, output, threshold, ax=None):
         if score < threshold:
             continue
         bbox = [row[2:6] * onp.array((w, h, w, h))]
-        _show_bboxes(ax, bbox, '%.2f' % score, 'w')
+        show_bboxes(ax, bbox, '%.2f' % score, 'w')
     return ax
-
-
-def _show_bboxes(axes, bboxes, labels=None, colors=None):
-    try:
-        from .bbox import show_bboxes
-    except ImportError:  # until section 13.3's module exists: a plain rectangle drawer
-        show_bboxes = _plain_show_bboxes
-    return show_bboxes(axes, bboxes, labels, colors)
-
-
-def _plain_show_bboxes(axes, bboxes, labels=None, colors=None):
-    labels = [labels] if isinstance(labels, str) else (labels or [])
-    colors = [colors] if isinstance(colors, str) else (colors or ['b', 'g', 'r', 'm', 'c'])
-    for i, bbox in enumerate(bboxes):
-        b = bbox.asnumpy() if hasattr(bbox, 'asnumpy') else onp.asarray(bbox)
-        color = colors[i % len(colors)]
-        axes.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False,
-                                     edgecolor=color, linewidth=2))
-        if i < len(labels):
-            axes.text(b[0], b[1], labels[i], va='center', ha='center', fontsize=9,
-                      color='k' if color == 'w' else 'w', bbox=dict(facecolor=color, lw=0))
 
 
 def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0.5,

@@ -298,7 +298,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     if skipped_test:
         test_iter = None
     legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
-    if animator is None:
+    own_animator = animator is None
+    if own_animator:
         animator = Animator(xlabel='epoch', xlim=[0, num_epochs], ylim=[0, 1], legend=legend,
                             save_path=save_path)
     if not lead:
@@ -359,6 +360,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     result['examples_per_sec'] = per_worker * kv_workers
     result['epochs_run'] = num_epochs - start_epoch
     result['history'] = animator.history
+    if own_animator:
+        animator.close()  # writes the last PNG; frees the figure (in Jupyter: already shown)
     if skipped_test:
         result['test_acc'] = None  # same keys on every rank; rank 0 has the value
     if distributed:

@@ -7,7 +7,7 @@ import warnings
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import gluon, np, npx
+from mxnet import gluon, np
 from mxnet.gluon import nn
 
 from d2lcv import style

@@ -7,7 +7,6 @@ import pytest
 from mxnet import gluon, init, np, npx
 
 import d2lcv as d2l
-from d2lcv import train
 
 
 def _small_net():

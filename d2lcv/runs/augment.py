@@ -1,5 +1,5 @@
 """``d2lcv run augment``: section 13.1 on the cat photo and CIFAR-10 (twin when tiny)."""
-from mxnet import gluon, image, init
+from mxnet import image, init
 
 from .. import augment
 from ..dist import kv_num_workers

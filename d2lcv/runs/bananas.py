@@ -10,7 +10,7 @@ def run(ctx):
     from ..bananas import load_data_bananas, read_data_bananas
     from ..hub import data_dir, synth_twin
     from ..plot import show_images
-    from ..ssd import _show_bboxes
+    from ..bbox import show_bboxes
 
     batch_size = int(ctx.options.get('batch_size', 32))
     edge_size = int(ctx.options.get('edge_size', 256))
@@ -24,7 +24,7 @@ def run(ctx):
     imgs = (X[0:10].transpose(0, 2, 3, 1)) / 255
     axes = show_images(imgs, 2, 5, scale=2)
     for ax, label in zip(axes, Y[0:10]):
-        _show_bboxes(ax, [label[0][1:5] * edge_size], colors=['w'])
+        show_bboxes(ax, [label[0][1:5] * edge_size], colors=['w'])
     ctx.report.figure('bananas', axes[0].figure,
                       'Ten randomly cropped training images with their boxes (RecordIO '
                       'layout, ImageDetIter)')
