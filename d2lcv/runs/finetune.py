@@ -65,6 +65,8 @@ def run(ctx):
         rep.metric('zero_shot_test_acc', r['zero_shot_test_acc'])
         rep.figure('finetune_vs_scratch', _curves(r, ('finetune', 'scratch', 'frozen')),
                    'fine-tuned (source-task weights) vs scratch vs frozen features, same epochs')
+        for name in ('finetune', 'scratch', 'frozen'):
+            rep.attach(f'{name}.png', f'{name}: train_ch13 curves')
         epochs = settings.get('num_epochs', 5)
         rep.note(
             'Offline stand-in for ImageNet: the source model is a small ResNet (16/32/64 '
