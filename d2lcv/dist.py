@@ -31,7 +31,7 @@ from mxnet.base import _LIB, check_call
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
-           'shard_loader', 'lead_only_dir']
+           'shard_loader', 'lead_only_dir', 'keep_param_mults', 'step_workers']
 
 # MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
 _DIST = {}
@@ -122,6 +122,32 @@ def trainer_kvstore(trainer):
         params['kvstore'] = create_kvstore(config)
         return params['kvstore']
     return config
+
+
+def step_workers(kvstore):
+    """Workers whose gradients one step sums: ``kv.num_workers`` for a synchronous dist
+    kvstore, else 1 (``dist_async``: each push is a step of its own). Pass it to
+    ``train_batch_ch13(..., kv_workers=...)`` / multiply ``trainer.step``'s batch size by it."""
+    if is_distributed(kvstore) and not isinstance(kvstore, str) and '_sync' in kvstore.type:
+        return kvstore.num_workers
+    return 1
+
+
+def keep_param_mults(trainer):
+    """Make ``trainer``'s per-parameter ``lr_mult`` / ``wd_mult`` survive a dist kvstore.
+
+    With a dist kvstore the optimizer runs on the servers, which get a pickled copy of it
+    without its ``param_dict`` (MXNet drops it): a parameter's ``lr_mult`` (13.2's 10x output
+    layer) would silently be 1 there. This copies the multipliers that are not 1 into the
+    optimizer's own ``lr_mult`` / ``wd_mult`` tables, by parameter index, which do travel.
+    Call it before the first ``trainer.step`` (``train_ch13`` does). Returns ``trainer``.
+    """
+    opt = trainer._optimizer
+    lr = {i: p.lr_mult for i, p in enumerate(trainer._params) if p.lr_mult != 1}
+    wd = {i: p.wd_mult for i, p in enumerate(trainer._params) if p.wd_mult != 1}
+    opt.lr_mult.update(lr)
+    opt.wd_mult.update(wd)
+    return trainer
 
 
 def shard_indices(n, num_parts, part_index):

@@ -24,6 +24,7 @@ from mxnet import gluon, init, np, npx
 from mxnet.gluon import nn
 
 from .devices import resolve_devices
+from .dist import create_kvstore
 from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
                            pixel_accuracy, read_voc_label, segmentation_confusion,
                            voc_split_names)
@@ -121,19 +122,30 @@ class SegmentationLoss(gluon.loss.Loss):
 
 
 def train_fcn(net, train_iter, test_iter, num_epochs=5, lr=0.1, wd=1e-3, devices=None,
-              optimizer='sgd', **kwargs):
+              optimizer='sgd', *, kvstore='device', **kwargs):
     """Train ``net`` as in section 13.11 (SGD, ``SegmentationLoss``) with ``train_ch13``.
 
     Extra keyword arguments go to ``train_ch13`` (``checkpoint``, ``save_path``, ...);
     returns its result dict.
+
+    ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
+    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) ``train_iter`` must
+    be this worker's equal shard, with the same number of full batches on every worker:
+    build it with ``d2lcv.dist.shard_loader(VOCSegDataset(True, crop_size, voc_dir),
+    batch_size, kv)`` (``kv = d2lcv.dist.create_kvstore('dist_sync')``, passed here too).
+    The batch size is then per worker (the global batch is ``batch_size * num_workers``),
+    ``lr`` is used as given (each step is the mean gradient over the global batch; with
+    plain SGD the linear-scaling rule would multiply it by ``num_workers``), and only rank
+    0 evaluates ``test_iter`` and reports; see :mod:`d2lcv.dist`.
     """
     devices = resolve_devices(devices)
     loss = SegmentationLoss()
     net.collect_params().reset_ctx(devices)
     params = {'learning_rate': lr, 'wd': wd}
-    trainer = gluon.Trainer(net.collect_params(), optimizer, params)
+    kv = create_kvstore(kvstore)
+    trainer = gluon.Trainer(net.collect_params(), optimizer, params, kvstore=kv)
     return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
-                      **kwargs)
+                      kvstore=kv, **kwargs)
 
 
 def _first_device(net, devices):

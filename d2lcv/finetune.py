@@ -25,6 +25,7 @@ from mxnet.gluon import nn
 from mxnet.gluon.data.vision import transforms
 
 from .devices import resolve_devices
+from .dist import create_kvstore, shard_loader
 from .hub import data_dir, download_extract
 from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
@@ -226,13 +227,23 @@ def small_resnet(num_classes=10, width=16):
 def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=None, *,
                       train_imgs=None, test_imgs=None, train_transform=None,
                       test_transform=None, wd=0.001, tiny=None, save_path=None,
-                      verbose=True):
+                      verbose=True, kvstore='device', **train_kwargs):
     """Train ``net`` on the hot dog data with SGD (weight decay ``wd``), as in 13.2.
 
     ``train_imgs`` / ``test_imgs`` default to :func:`hotdog_datasets` (the twin when
     ``tiny``), the transforms to the chapter's 224-pixel :func:`train_augs` /
-    :func:`test_augs`. Returns ``train_ch13``'s
-    result dict (``train_loss``, ``train_acc``, ``test_acc``, ``examples_per_sec``...).
+    :func:`test_augs`. Other keywords go to :func:`train_ch13` (``checkpoint``,
+    ``progress``...). Returns ``train_ch13``'s result dict (``train_loss``, ``train_acc``,
+    ``test_acc``, ``examples_per_sec``...).
+
+    ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
+    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
+    own equal shard of ``train_imgs`` (:func:`d2lcv.dist.shard_loader`), ``batch_size`` is
+    per worker (the global batch is ``batch_size * num_workers``), ``learning_rate`` is used
+    as given (each step is the mean gradient over the global batch; with this plain SGD the
+    linear-scaling rule would multiply it by ``num_workers`` -- your choice), the output
+    layer's ``lr_mult`` still applies on the servers, and only rank 0 evaluates and
+    reports; see :mod:`d2lcv.dist`.
     """
     devices = resolve_devices(devices)
     if train_imgs is None or test_imgs is None:
@@ -240,17 +251,18 @@ def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=
     train_transform = train_transform or train_augs()
     test_transform = test_transform or test_augs()
     workers = get_dataloader_workers()
-    train_iter = gluon.data.DataLoader(train_imgs.transform_first(train_transform),
-                                       batch_size, shuffle=True, num_workers=workers)
+    kv = create_kvstore(kvstore)
+    train_iter = shard_loader(train_imgs.transform_first(train_transform), batch_size, kv,
+                              num_workers=workers)
     test_iter = gluon.data.DataLoader(test_imgs.transform_first(test_transform), batch_size,
                                       num_workers=workers)
     net.collect_params().reset_ctx(devices)
     net.hybridize()
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'sgd',
-                            {'learning_rate': learning_rate, 'wd': wd})
+                            {'learning_rate': learning_rate, 'wd': wd}, kvstore=kv)
     return train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
-                      save_path=save_path, verbose=verbose)
+                      save_path=save_path, verbose=verbose, kvstore=kv, **train_kwargs)
 
 
 class _ArrayBatches:

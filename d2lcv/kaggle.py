@@ -37,6 +37,8 @@ from mxnet import autograd, gluon, init, npx
 from mxnet.gluon import nn
 
 from .devices import resolve_devices, split_batch
+from .dist import (create_kvstore, is_distributed, kv_num_workers, kv_rank, shard_loader,
+                   step_workers)
 from .hub import mkdir_if_not_exist
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
@@ -431,20 +433,26 @@ def subsample(dataset, every):
     return out
 
 
-def kaggle_loaders(datasets, batch_size, transform_train, transform_test, num_workers=None):
+def kaggle_loaders(datasets, batch_size, transform_train, transform_test, num_workers=None,
+                   kvstore=None):
     """The chapter's four ``DataLoader``\\ s from ``(train_ds, valid_ds, train_valid_ds,
     test_ds)``: returns ``(train_iter, valid_iter, train_valid_iter, test_iter)``.
 
     Training loaders shuffle and drop the last partial batch, as in the chapter; the validation
     and test loaders keep it (every validation image is scored, every test image predicted).
     Batches: ``X (B, 3, H, W)`` float32, ``y (B,)``.
+
+    ``kvstore``: with a dist ``KVStore`` (``d2lcv.dist.create_kvstore('dist_sync')``) the two
+    training loaders read only this worker's equal shard (``kv.rank`` of ``kv.num_workers``),
+    as :func:`train_cifar10` / :func:`train_dog` with that kvstore need; ``batch_size`` is
+    then per worker. The validation and test loaders are whole (rank 0 evaluates).
     """
     from .train import get_dataloader_workers
     workers = get_dataloader_workers() if num_workers is None else num_workers
     train_ds, valid_ds, train_valid_ds, test_ds = datasets
-    train_iter, train_valid_iter = [gluon.data.DataLoader(
-        ds.transform_first(transform_train), batch_size, shuffle=True, last_batch='discard',
-        num_workers=workers) for ds in (train_ds, train_valid_ds)]
+    train_iter, train_valid_iter = [shard_loader(
+        ds.transform_first(transform_train), batch_size, kvstore, shuffle=True,
+        last_batch='discard', num_workers=workers) for ds in (train_ds, train_valid_ds)]
     valid_iter, test_iter = [gluon.data.DataLoader(
         ds.transform_first(transform_test), batch_size, shuffle=False, last_batch='keep',
         num_workers=workers) for ds in (valid_ds, test_ds)]
@@ -474,8 +482,100 @@ def _animator(legend, num_epochs, save_path, animator):
     return Animator(xlabel='epoch', xlim=[0, num_epochs], legend=legend, save_path=save_path)
 
 
+class _KaggleRun:
+    """The kvstore side of :func:`train_cifar10` / :func:`train_dog`.
+
+    Makes the SGD Trainer (momentum 0.9) on ``kvstore``. Without a dist kvstore the
+    step decay is the chapter's ``trainer.set_learning_rate`` at each epoch. With one the
+    optimizer runs on the servers, which never see ``set_learning_rate``: the same decay is
+    given to the optimizer as an MXNet ``MultiFactorScheduler`` over its update count (one
+    update per synchronous step; with ``dist_async`` one per worker's push, so its epochs
+    are approximate). Only rank 0 evaluates, draws and prints.
+    """
+
+    def __init__(self, params, lr, wd, kvstore, num_epochs, lr_period, lr_decay, num_batches,
+                 valid_iter, verbose, save_path, animator, legend):
+        import mxnet as mx
+        from .train import _check_kvstore
+        if num_batches == 0:
+            raise ValueError('train_iter yields no batch (fewer images than batch_size?)')
+        kv = create_kvstore(kvstore)
+        self.distributed = is_distributed(kv)
+        self.lr, self.lr_period, self.lr_decay = lr, lr_period, lr_decay
+        opt = {'learning_rate': lr, 'momentum': 0.9, 'wd': wd}
+        if self.distributed:
+            decays = list(range(lr_period, num_epochs, lr_period)) \
+                if lr_period and lr_period > 0 and lr_decay != 1 else []
+            per_epoch = num_batches * (kv_num_workers(kv) if 'async' in kv.type else 1)
+            if decays:
+                opt['lr_scheduler'] = mx.lr_scheduler.MultiFactorScheduler(
+                    [e * per_epoch for e in decays], factor=lr_decay)
+        self.trainer = gluon.Trainer(params, 'sgd', opt, kvstore=kv)
+        self.kv, _ = _check_kvstore(self.trainer, kv)
+        self.rank, self.workers = kv_rank(kv), kv_num_workers(kv)
+        self.step_workers = step_workers(kv)
+        self.lead = self.rank == 0
+        self.verbose = verbose and self.lead
+        self.skipped_valid = not self.lead and valid_iter is not None
+        self.valid_iter = None if self.skipped_valid else valid_iter
+        if self.valid_iter is None:
+            legend = legend[:-1]  # the last name is the validation curve's
+        self.own_animator = animator is None
+        self.animator = _animator(legend, num_epochs, save_path if self.lead else None,
+                                  animator)
+        if not self.lead and hasattr(self.animator, 'save_path'):
+            self.animator.save_path = None
+        self.batch_size = None
+
+    def start_epoch(self, epoch):
+        if not self.distributed:
+            self.trainer.set_learning_rate(lr_at_epoch(self.lr, epoch, self.lr_period,
+                                                       self.lr_decay))
+
+    def check_batch(self, n, epoch, i):
+        if self.distributed:
+            from .train import _check_batch
+            self.batch_size = _check_batch(self.batch_size, n, epoch, i)
+
+    def finish(self, result, examples, seconds, num_epochs, key):
+        per_worker = examples / seconds if seconds else float('nan')
+        result['examples_per_sec'] = per_worker * self.workers
+        result['lr'] = (lr_at_epoch(self.lr, num_epochs - 1, self.lr_period, self.lr_decay)
+                        if self.distributed else self.trainer.learning_rate)
+        result['history'] = self.animator.history
+        if self.skipped_valid:
+            result[key] = None  # same keys on every rank; rank 0 has the value
+        if self.distributed:
+            result.update(examples_per_sec_worker=per_worker, kvstore=self.kv.type,
+                          rank=self.rank, num_workers=self.workers)
+        return per_worker
+
+    def where(self, devices, per_worker):
+        where = str(devices)
+        if self.distributed:
+            where += (f' x {self.workers} workers ({self.kv.type}; {per_worker:.1f} per '
+                      'worker)')
+        return where
+
+
+_KVSTORE_DOC = """
+    ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
+    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) ``train_iter`` must
+    be this worker's equal shard with as many full batches on every worker: build it with
+    ``kaggle_loaders(datasets, batch_size, ..., kvstore=kv)`` (``kv =
+    d2lcv.dist.create_kvstore('dist_sync')``, passed here too). ``batch_size`` is then per
+    worker (the global batch is ``batch_size * num_workers``); each synchronous step is the
+    mean gradient over the global batch and ``lr`` is used as given (the linear-scaling
+    rule for SGD would multiply it by ``num_workers``: the caller's choice); the step decay
+    runs on the servers (see ``_KaggleRun``); only rank 0 evaluates ``valid_iter``, draws
+    and prints (the other ranks' validation figure is ``None``). ``examples_per_sec`` is
+    then the aggregate of all workers.
+"""
+
+
 def train_cifar10(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None,
-                  lr_period=50, lr_decay=0.1, *, animator=None, save_path=None, verbose=True):
+                  lr_period=50, lr_decay=0.1, *, animator=None, save_path=None, verbose=True,
+                  kvstore='device'):
     """13.13's ``train``: SGD (momentum 0.9, weight decay ``wd``) on all of ``net``'s
     parameters; the learning rate is multiplied by ``lr_decay`` every ``lr_period`` epochs.
 
@@ -485,22 +585,23 @@ def train_cifar10(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None,
     """
     devices = resolve_devices(devices)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), 'sgd',
-                            {'learning_rate': lr, 'momentum': 0.9, 'wd': wd})
     num_batches, timer = len(train_iter), Timer()
-    if num_batches == 0:
-        raise ValueError('train_iter yields no batch (fewer images than batch_size?)')
-    legend = ['train loss', 'train acc'] + (['valid acc'] if valid_iter is not None else [])
-    animator = _animator(legend, num_epochs, save_path, animator)
+    run = _KaggleRun(net.collect_params(), lr, wd, kvstore, num_epochs, lr_period, lr_decay,
+                     num_batches, valid_iter, verbose, save_path, animator,
+                     ['train loss', 'train acc', 'valid acc'])
+    trainer, animator, valid_iter = run.trainer, run.animator, run.valid_iter
     every = max(1, num_batches // 5)
     result = {}
+    examples = 0
     for epoch in range(num_epochs):
         metric = Accumulator(3)
-        trainer.set_learning_rate(lr_at_epoch(lr, epoch, lr_period, lr_decay))
+        run.start_epoch(epoch)
         timer.start()
         for i, (features, labels) in enumerate(train_iter):
+            run.check_batch(labels.shape[0], epoch, i)
             l, acc = train_batch_ch13(net, features, labels.astype('float32'), loss, trainer,
-                                      devices, split_batch, sync=False)
+                                      devices, split_batch, sync=False,
+                                      kv_workers=run.step_workers)
             metric.add(l, acc, labels.shape[0])
             if (i + 1) % every == 0 or i + 1 == num_batches:
                 # reading the sums synchronises: five times an epoch, not every batch
@@ -508,21 +609,21 @@ def train_cifar10(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None,
                              (metric[0] / metric[2], metric[1] / metric[2]) +
                              ((None,) if valid_iter is not None else ()))
         timer.stop()
+        examples += metric[2]
         result = {'train_loss': metric[0] / metric[2], 'train_acc': metric[1] / metric[2]}
         if valid_iter is not None:
             result['valid_acc'] = evaluate_accuracy_gpus(net, valid_iter, split_batch)
             animator.add(epoch + 1, (None, None, result['valid_acc']))
         if hasattr(animator, 'flush'):  # the PNG is throttled; write each epoch's end
             animator.flush()
-    result['examples_per_sec'] = metric[2] * num_epochs / timer.sum()
-    result['lr'] = trainer.learning_rate
-    result['history'] = animator.history
-    if verbose:
+    per_worker = run.finish(result, examples, timer.sum(), num_epochs, 'valid_acc')
+    if run.verbose:
         line = f'loss {result["train_loss"]:.3f}, train acc {result["train_acc"]:.3f}'
         if valid_iter is not None:
             line += f', valid acc {result["valid_acc"]:.3f}'
         print(line)
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on {str(devices)}')
+        print(f'{result["examples_per_sec"]:.1f} examples/sec on '
+              f'{run.where(devices, per_worker)}')
     return result
 
 
@@ -619,7 +720,7 @@ def evaluate_loss(data_iter, net, devices=None, loss=None):
 
 
 def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_period=10,
-              lr_decay=0.1, *, animator=None, save_path=None, verbose=True):
+              lr_decay=0.1, *, animator=None, save_path=None, verbose=True, kvstore='device'):
     """13.14's ``train``: only ``net.output_new`` learns (SGD, momentum 0.9, weight decay
     ``wd``, learning rate times ``lr_decay`` every ``lr_period`` epochs); the features are
     computed outside ``autograd.record`` and stay frozen.
@@ -629,20 +730,20 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
     """
     devices = resolve_devices(devices)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.output_new.collect_params(), 'sgd',
-                            {'learning_rate': lr, 'momentum': 0.9, 'wd': wd})
     num_batches, timer = len(train_iter), Timer()
-    if num_batches == 0:
-        raise ValueError('train_iter yields no batch (fewer images than batch_size?)')
-    legend = ['train loss'] + (['valid loss'] if valid_iter is not None else [])
-    animator = _animator(legend, num_epochs, save_path, animator)
+    run = _KaggleRun(net.output_new.collect_params(), lr, wd, kvstore, num_epochs, lr_period,
+                     lr_decay, num_batches, valid_iter, verbose, save_path, animator,
+                     ['train loss', 'valid loss'])
+    trainer, animator, valid_iter = run.trainer, run.animator, run.valid_iter
     every = max(1, num_batches // 5)
     result = {}
+    examples = 0
     for epoch in range(num_epochs):
         metric = Accumulator(2)
-        trainer.set_learning_rate(lr_at_epoch(lr, epoch, lr_period, lr_decay))
+        run.start_epoch(epoch)
         timer.start()
         for i, (features, labels) in enumerate(train_iter):
+            run.check_batch(labels.shape[0], epoch, i)
             X_shards, y_shards = split_batch(features, labels, devices)
             output_features = [net.features(X) for X in X_shards]
             with autograd.record():
@@ -650,28 +751,33 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
                 ls = [loss(o, y).sum() for o, y in zip(outputs, y_shards)]
             for l in ls:
                 l.backward()
-            trainer.step(labels.shape[0])
+            # a synchronous dist step is the mean over the global batch (all workers)
+            trainer.step(labels.shape[0] * run.step_workers)
             metric.add(sum(l.as_in_ctx(devices[0]) for l in ls), labels.shape[0])
             if (i + 1) % every == 0 or i + 1 == num_batches:
                 animator.add(epoch + (i + 1) / num_batches, (metric[0] / metric[1],) +
                              ((None,) if valid_iter is not None else ()))
         timer.stop()
+        examples += metric[1]
         result = {'train_loss': metric[0] / metric[1]}
         if valid_iter is not None:
             result['valid_loss'] = evaluate_loss(valid_iter, net, devices)
             animator.add(epoch + 1, (None, result['valid_loss']))
         if hasattr(animator, 'flush'):
             animator.flush()
-    result['examples_per_sec'] = metric[1] * num_epochs / timer.sum()
-    result['lr'] = trainer.learning_rate
-    result['history'] = animator.history
-    if verbose:
+    per_worker = run.finish(result, examples, timer.sum(), num_epochs, 'valid_loss')
+    if run.verbose:
         line = f'train loss {result["train_loss"]:.3f}'
         if valid_iter is not None:
             line += f', valid loss {result["valid_loss"]:.3f}'
         print(line)
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on {str(devices)}')
+        print(f'{result["examples_per_sec"]:.1f} examples/sec on '
+              f'{run.where(devices, per_worker)}')
     return result
+
+
+train_cifar10.__doc__ += _KVSTORE_DOC
+train_dog.__doc__ += _KVSTORE_DOC
 
 
 # ----------------------------------------------------------------------------------------

@@ -277,20 +277,24 @@ class VOCSegDataset(gluon.data.Dataset):
 
 
 def load_data_voc(batch_size, crop_size, *, tiny=None, voc_dir=None, num_workers=None,
-                  verbose=True):
+                  verbose=True, kvstore=None):
     """Download and load the VOC2012 semantic segmentation data set.
 
     Returns ``(train_iter, test_iter)`` yielding ``X (B, 3, h, w)`` and ``Y (B, h, w)``.
     ``voc_dir`` overrides the folder; ``tiny`` (or ``D2LCV_TINY=1``) uses the synthetic twin.
+    ``kvstore``: with a dist ``KVStore`` (``d2lcv.dist.create_kvstore('dist_sync')``) the
+    training loader reads only this worker's equal shard (``kv.rank`` of ``kv.num_workers``),
+    as ``train_fcn(..., kvstore=kv)`` needs; ``batch_size`` is then per worker.
     """
     if voc_dir is None:
         voc_dir = download_extract('voc2012', os.path.join('VOCdevkit', 'VOC2012'),
                                    tiny=tiny)
     if num_workers is None:
         num_workers = get_dataloader_workers()
-    train_iter = gluon.data.DataLoader(
-        VOCSegDataset(True, crop_size, voc_dir, verbose), batch_size,
-        shuffle=True, last_batch='discard', num_workers=num_workers)
+    from .dist import shard_loader
+    train_iter = shard_loader(VOCSegDataset(True, crop_size, voc_dir, verbose), batch_size,
+                              kvstore, shuffle=True, last_batch='discard',
+                              num_workers=num_workers)
     test_iter = gluon.data.DataLoader(
         VOCSegDataset(False, crop_size, voc_dir, verbose), batch_size,
         last_batch='discard', num_workers=num_workers)

@@ -291,7 +291,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     kv, distributed = _check_kvstore(trainer, kvstore)
     rank, kv_workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
     # as MXNet's Module: only a synchronous step sums the gradients of all workers
-    step_workers = kv_workers if distributed and '_sync' in kv.type else 1
+    step_workers = dist.step_workers(kv)
     lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
     verbose, progress = verbose and lead, progress and lead
     skipped_test = not lead and test_iter is not None
@@ -399,6 +399,7 @@ def _check_kvstore(trainer, kvstore):
                              'servers hold that training\'s parameters and optimizer; run '
                              'each distributed training in its own launch')
         kv._d2lcv_trainer = trainer
+        dist.keep_param_mults(trainer)  # the servers' optimizer copy loses param_dict
     return kv, dist.is_distributed(kv)
 
 
