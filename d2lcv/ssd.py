@@ -29,7 +29,9 @@ from mxnet.gluon import nn
 
 from .bbox import show_bboxes
 from .devices import resolve_devices, split_batch
+from .dist import create_kvstore, kv_num_workers, kv_rank, step_workers
 from .plot import Animator, in_notebook, plt, set_figsize
+from .train import _check_batch, _check_kvstore
 
 __all__ = ['cls_predictor', 'bbox_predictor', 'flatten_pred', 'concat_preds',
            'down_sample_blk', 'base_net', 'get_blk', 'blk_forward', 'TinySSD', 'SSD_SIZES',
@@ -344,7 +346,7 @@ def _num_batches(data_iter):
 def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None,
               val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, backend=None,
               map_every=None, animator=None, save_path=None, progress=True, verbose=True,
-              max_batches=None):
+              max_batches=None, kvstore='device'):
     """Train an SSD as in section 13.7; return a dict of results.
 
     Shapes per batch: ``X (B, 3, H, W)``, ``Y (B, m, 5)``. ``net`` is initialised (Xavier)
@@ -363,6 +365,18 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     (the last measured, or None), ``map_history`` ``[(epoch, mAP@0.5)]``, ``loss_history``
     (mean loss per image, per epoch) and the Animator's ``history``. ``max_batches`` caps
     the batches per epoch; ``hybridize`` compiles the net (static memory) first.
+
+    ``kvstore``: the default Trainer's (``'device'``, ``'local'``, ``'dist_sync'``,
+    ``'dist_async'`` or a ``KVStore``); a ``trainer`` given by the caller keeps its own
+    (named here too, they must agree). With a dist kvstore (run under ``d2lcv launch``)
+    ``train_iter`` must be this worker's equal shard with as many full batches on every
+    worker (e.g. a ``DataLoader`` from ``d2lcv.dist.shard_loader(dataset, batch_size, kv)``,
+    or an ``ImageDetIter`` with ``num_parts=kv.num_workers, part_index=kv.rank`` on a data
+    set that divides evenly); the batch size is then per worker (the global batch is
+    ``batch_size * num_workers``); each synchronous step is the mean gradient over the
+    global batch and ``lr`` is used as given (the linear-scaling rule for SGD would multiply
+    it by ``num_workers``); only rank 0 evaluates ``val_iter``, draws and prints (the other
+    ranks' ``val_map`` is ``None``); ``examples_per_sec`` is the aggregate of all workers.
     """
     devices = resolve_devices(devices)
     ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
@@ -370,14 +384,27 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
         net.initialize(init=init.Xavier(), ctx=devices)
     if hybridize and hasattr(net, 'hybridize'):
         net.hybridize(static_alloc=True, static_shape=True)
+    named = kvstore
     if trainer is None:
+        kvstore = create_kvstore(kvstore)
         trainer = gluon.Trainer(net.collect_params(), optimizer,
-                                {'learning_rate': lr, 'wd': wd})
+                                {'learning_rate': lr, 'wd': wd}, kvstore=kvstore)
+    elif named == 'device':
+        kvstore = None  # the caller's Trainer: read its kvstore from it
+    kv, distributed = _check_kvstore(trainer, kvstore)
+    rank, workers, sum_workers = kv_rank(kv), kv_num_workers(kv), step_workers(kv)
+    lead = rank == 0  # only rank 0 evaluates, draws and prints
+    verbose, progress = verbose and lead, progress and lead
+    skipped_val = not lead and val_iter is not None
+    if skipped_val:
+        val_iter = None
     loss = loss or calc_loss
     legend = ['class error', 'bbox mae'] + (['val mAP@0.5'] if val_iter is not None else [])
     if animator is None:
         animator = Animator(xlabel='epoch', xlim=[1, num_epochs], legend=legend,
-                            save_path=save_path)
+                            save_path=save_path if lead else None)
+    elif not lead and hasattr(animator, 'save_path'):
+        animator.save_path = None
     if map_every is None:
         map_every = num_epochs
     num_batches = _num_batches(train_iter)
@@ -387,6 +414,7 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     seconds, examples, map_history, val_map = 0.0, 0, [], None
     cls_err = bbox_mae = float('nan')
     loss_history = []
+    batch_size = None
     for epoch in range(num_epochs):
         # class-correct sum, no. of anchors, bbox abs-error sum, no. of offsets, loss sum
         metric, epoch_examples = [0.0] * 5, 0
@@ -395,7 +423,9 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
         for i, (X, Y) in enumerate(batches(train_iter)):
             if max_batches and i >= max_batches:
                 break
-            step = _train_step(net, X, Y, loss, trainer, devices, ops)
+            if distributed:
+                batch_size = _check_batch(batch_size, X.shape[0], epoch, i)
+            step = _train_step(net, X, Y, loss, trainer, devices, ops, sum_workers)
             metric = [a + b for a, b in zip(metric, step)]
             epoch_examples += X.shape[0]
             bar.update(1)
@@ -413,16 +443,24 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
             val_map = evaluate_ssd_map(net, val_iter, devices=devices, backend=ops)['map50']
             map_history.append((epoch + 1, val_map))
             animator.add(epoch + 1, (None, None, val_map))
+    per_worker = examples / seconds if seconds else float('nan')
     if verbose:
         print(f'class err {cls_err:.2e}, bbox mae {bbox_mae:.2e}')
         if val_map is not None:
             print(f'val mAP@0.5 {val_map:.3f}')
-        print(f'{examples / seconds:.1f} examples/sec on {str(devices)}')
-    return {'class_err': cls_err, 'bbox_mae': bbox_mae,
-            'examples_per_sec': examples / seconds if seconds else float('nan'),
-            'seconds': seconds, 'epochs': num_epochs, 'val_map': val_map,
-            'map_history': map_history, 'loss_history': loss_history,
-            'history': animator.history}
+        where = str(devices)
+        if distributed:
+            where += f' x {workers} workers ({kv.type}; {per_worker:.1f} per worker)'
+        print(f'{per_worker * workers:.1f} examples/sec on {where}')
+    result = {'class_err': cls_err, 'bbox_mae': bbox_mae,
+              'examples_per_sec': per_worker * workers,
+              'seconds': seconds, 'epochs': num_epochs, 'val_map': val_map,
+              'map_history': map_history, 'loss_history': loss_history,
+              'history': animator.history}
+    if distributed:
+        result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
+                      num_workers=workers)
+    return result
 
 
 def _initialized(net):
@@ -444,8 +482,11 @@ def _progress_bar(total, desc, enabled):
                 disable=None if enabled and not in_notebook() else True)
 
 
-def _train_step(net, X, Y, loss, trainer, devices, ops):
-    """One SGD step on a batch split over ``devices``; returns device-side metric sums."""
+def _train_step(net, X, Y, loss, trainer, devices, ops, kv_workers=1):
+    """One SGD step on a batch split over ``devices``; returns device-side metric sums.
+
+    ``kv_workers``: workers of a synchronous dist kvstore (the step is normalised by the
+    global batch ``X.shape[0] * kv_workers``)."""
     X_shards, Y_shards = split_batch(X, Y, devices)
     outs = []
     with autograd.record():
@@ -459,7 +500,7 @@ def _train_step(net, X, Y, loss, trainer, devices, ops):
             outs.append((l, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks))
     for o in outs:
         o[0].backward()
-    trainer.step(X.shape[0])
+    trainer.step(X.shape[0] * kv_workers)
     home = devices[0]
     sums = [0.0] * 5
     for l, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks in outs:
