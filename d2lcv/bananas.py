@@ -205,7 +205,7 @@ class BananaDetIter(image.ImageDetIter):
         return img
 
 
-def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None):
+def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None, kvstore=None):
     """Load the bananas data set (RecordIO layout); return ``(train_iter, val_iter)``.
 
     As in the chapter: training batches are shuffled and randomly cropped (each crop keeps
@@ -214,7 +214,12 @@ def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None):
     ``data[0] (batch_size, 3, edge_size, edge_size)`` and ``label[0] (batch_size, m, 5)``.
     ``data_dir`` overrides the folder holding the ``.rec`` files (default: the downloaded
     ``bananas`` folder, or the synthetic twin with ``tiny``/``D2LCV_TINY=1``).
+    ``kvstore``: with a dist ``KVStore`` (``d2lcv.dist.create_kvstore('dist_sync')``) the
+    training iterator reads only this worker's equal contiguous shard
+    (``num_parts=kv.num_workers, part_index=kv.rank``), as ``train_ssd(..., kvstore=kv)``
+    needs; ``batch_size`` is then per worker.
     """
+    from .dist import kv_num_workers, kv_rank
     if data_dir is None:
         data_dir = download_extract('bananas', tiny=tiny)
     train_iter = BananaDetIter(
@@ -224,7 +229,8 @@ def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None):
         data_shape=(3, edge_size, edge_size),  # the shape of the output image
         shuffle=True,  # read the data set in random order
         rand_crop=1,  # the probability of random cropping is 1
-        min_object_covered=0.95, max_attempts=200)
+        min_object_covered=0.95, max_attempts=200,
+        num_parts=kv_num_workers(kvstore), part_index=kv_rank(kvstore))
     val_iter = BananaDetIter(
         path_imgrec=os.path.join(data_dir, 'val.rec'), batch_size=batch_size,
         data_shape=(3, edge_size, edge_size), shuffle=False)

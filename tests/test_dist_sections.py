@@ -301,11 +301,23 @@ def test_train_ssd_kvstore_reaches_trainer(bananas, trainers, kind):
     from d2lcv.bananas import load_data_bananas
     mx.random.seed(0)
     kv = _make(kind)
-    train_iter, _ = load_data_bananas(16, 64, data_dir=bananas)
+    train_iter, _ = load_data_bananas(16, 64, data_dir=bananas, kvstore=kv)
     r = ssd.train_ssd(ssd.TinySSD(1), train_iter, 3, devices=CPU, progress=False,
                       verbose=False, kvstore=kv)
     _check_reached(trainers, kv)
     assert r['loss_history'][-1] < r['loss_history'][0]
+
+
+def test_load_data_bananas_shards_for_a_dist_kvstore(bananas):
+    from d2lcv.bananas import load_data_bananas
+    whole, _ = load_data_bananas(4, 64, data_dir=bananas)
+    seqs = [load_data_bananas(4, 64, data_dir=bananas, kvstore=_FakeDistKV(r, 2))[0].seq
+            for r in range(2)]
+    assert [len(s) for s in seqs] == [len(whole.seq) // 2] * 2
+    assert sorted(list(seqs[0]) + list(seqs[1])) == sorted(whole.seq)   # disjoint, complete
+    X, Y = next(ssd.batches(load_data_bananas(4, 64, data_dir=bananas,
+                                              kvstore=_FakeDistKV(1, 2))[0]))
+    assert X.shape == (4, 3, 64, 64) and Y.shape[0] == 4
 
 
 def test_train_ssd_refuses_a_caller_trainer_on_another_kvstore():
