@@ -31,7 +31,8 @@ from mxnet.base import _LIB, check_call
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
-           'shard_loader', 'lead_only_dir', 'keep_param_mults', 'step_workers']
+           'shard_loader', 'lead_only_dir', 'keep_param_mults', 'step_workers',
+           'broadcast_params']
 
 # MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
 _DIST = {}
@@ -148,6 +149,40 @@ def keep_param_mults(trainer):
     opt.lr_mult.update(lr)
     opt.wd_mult.update(wd)
     return trainer
+
+
+#: First kvstore key :func:`broadcast_params` uses (a Trainer's keys are 0, 1, 2...).
+BROADCAST_KEY_BASE = 100000
+
+
+def broadcast_params(kvstore, params, key_base=BROADCAST_KEY_BASE):
+    """Give every worker rank 0's values of ``params``, parameters no Trainer holds.
+
+    A Trainer on a dist kvstore starts every worker from rank 0's values of *its*
+    parameters; a frozen part of the network outside the Trainer (13.14's feature
+    extractor) would otherwise keep each worker's own random initialisation, and the
+    workers would train one shared head on different features. ``params``: a
+    ``ParameterDict`` or a list of initialised parameters, in the same order on every
+    worker. Uses keys ``key_base, key_base + 1, ...`` (away from the Trainer's). Without a
+    dist kvstore: nothing to do. Returns the number of parameters broadcast.
+    """
+    if not is_distributed(kvstore) or isinstance(kvstore, str):
+        return 0
+    params = list(params.values()) if hasattr(params, 'values') else list(params)
+    for i, p in enumerate(params):
+        arrays = p.list_data()
+        # a plain copy: a weight a convolution has used may be held in oneDNN's layout,
+        # which MXNet 1.9's dist init does not send (the server then aborts, "init KEY
+        # first", at the other workers' pull)
+        value = mx.nd.array(arrays[0].asnumpy(), ctx=arrays[0].context,
+                            dtype=arrays[0].dtype)
+        # dist init: rank 0 pushes its value and all wait at a barrier; pull reads it
+        kvstore.init(key_base + i, value)
+        kvstore.pull(key_base + i, out=value)
+        for a in arrays:
+            a[:] = value.as_in_context(a.context).as_np_ndarray() \
+                if hasattr(a, 'as_nd_ndarray') else value.as_in_context(a.context)
+    return len(params)
 
 
 def shard_indices(n, num_parts, part_index):

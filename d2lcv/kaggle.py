@@ -37,8 +37,8 @@ from mxnet import autograd, gluon, init, npx
 from mxnet.gluon import nn
 
 from .devices import resolve_devices, split_batch
-from .dist import (create_kvstore, is_distributed, kv_num_workers, kv_rank, shard_loader,
-                   step_workers)
+from .dist import (broadcast_params, create_kvstore, is_distributed, kv_num_workers, kv_rank,
+                   shard_loader, step_workers)
 from .hub import mkdir_if_not_exist
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
@@ -569,7 +569,8 @@ _KVSTORE_DOC = """
     rule for SGD would multiply it by ``num_workers``: the caller's choice); the step decay
     runs on the servers (see ``_KaggleRun``); only rank 0 evaluates ``valid_iter``, draws
     and prints (the other ranks' validation figure is ``None``). ``examples_per_sec`` is
-    then the aggregate of all workers.
+    then the aggregate of all workers. (:func:`train_dog` also gives every worker rank 0's
+    frozen features, which its Trainer does not hold: :func:`d2lcv.dist.broadcast_params`.)
 """
 
 
@@ -737,7 +738,7 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
     trainer, animator, valid_iter = run.trainer, run.animator, run.valid_iter
     every = max(1, num_batches // 5)
     result = {}
-    examples = 0
+    examples, synced = 0, False
     for epoch in range(num_epochs):
         metric = Accumulator(2)
         run.start_epoch(epoch)
@@ -745,6 +746,12 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
         for i, (features, labels) in enumerate(train_iter):
             run.check_batch(labels.shape[0], epoch, i)
             X_shards, y_shards = split_batch(features, labels, devices)
+            if run.distributed and not synced:
+                # the frozen features are not the Trainer's: start all workers from rank
+                # 0's (a forward pass first completes any deferred initialisation)
+                net.features(X_shards[0])
+                broadcast_params(run.kv, net.features.collect_params())
+                synced = True
             output_features = [net.features(X) for X in X_shards]
             with autograd.record():
                 outputs = [net.output_new(f) for f in output_features]

@@ -371,8 +371,8 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     (named here too, they must agree). With a dist kvstore (run under ``d2lcv launch``)
     ``train_iter`` must be this worker's equal shard with as many full batches on every
     worker (``load_data_bananas(..., kvstore=kv)``, or a ``DataLoader`` from
-    ``d2lcv.dist.shard_loader(dataset, batch_size, kv)``); the batch size is then per worker (the global batch is
-    ``batch_size * num_workers``); each synchronous step is the mean gradient over the
+    ``d2lcv.dist.shard_loader(dataset, batch_size, kv)``); the batch size is then per
+    worker (the global batch is ``batch_size * num_workers``); each synchronous step is the mean gradient over the
     global batch and ``lr`` is used as given (the linear-scaling rule for SGD would multiply
     it by ``num_workers``); only rank 0 evaluates ``val_iter``, draws and prints (the other
     ranks' ``val_map`` is ``None``); ``examples_per_sec`` is the aggregate of all workers.

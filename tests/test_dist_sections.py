@@ -255,6 +255,53 @@ def test_train_dog_kvstore_reaches_trainer(tmp_path, trainers, kind):
     assert r['history']['legend'] == ['train loss', 'valid loss']
 
 
+class _EmulatedServer:
+    """In-process stand-in for a dist kvstore's ``init`` / ``pull``: rank 0's init value is
+    stored (the other ranks' init is ignored, as MXNet's), a pull reads the stored value."""
+
+    def __init__(self):
+        self.store = {}
+
+    def worker(self, rank):
+        server = self
+
+        class KV(_FakeDistKV):
+            def init(self, key, value):
+                if self.rank == 0:
+                    server.store[key] = value.asnumpy().copy()
+
+            def pull(self, key, out):
+                out[:] = mx.nd.array(server.store[key], dtype=out.dtype)
+
+        return KV(rank, 2)
+
+
+def test_broadcast_params_gives_every_worker_rank_0s_frozen_features():
+    server = _EmulatedServer()
+    nets = []
+    for rank in range(2):
+        mx.random.seed(100 + rank)   # each worker's own random features
+        net = K.small_features((4, 8))
+        net.initialize(init.Xavier(), ctx=CPU)
+        net(mx.np.ones((2, 3, 16, 16)))   # deferred init done; conv weights used once
+        nets.append(net)
+    before = [{k: v.data().asnumpy().copy() for k, v in n.collect_params().items()}
+              for n in nets]
+    names = list(before[0])
+    assert any(not onp.array_equal(before[0][a], before[1][b])
+               for a, b in zip(names, before[1]))
+    n = [dist.broadcast_params(server.worker(r), nets[r].collect_params()) for r in range(2)]
+    assert n == [len(names)] * 2 == [12] * 2
+    assert sorted(server.store) == list(range(dist.BROADCAST_KEY_BASE,
+                                              dist.BROADCAST_KEY_BASE + 12))
+    for net in nets:   # both hold rank 0's values now, in their own arrays
+        for (k, v), k0 in zip(net.collect_params().items(), names):
+            onp.testing.assert_array_equal(v.data().asnumpy(), before[0][k0], err_msg=k)
+    # without a dist kvstore: nothing to do
+    assert dist.broadcast_params('local', nets[1].collect_params()) == 0
+    assert dist.broadcast_params(mx.kv.create('local'), nets[1].collect_params()) == 0
+
+
 def test_kaggle_loaders_shard_the_training_sets(cifar_sets):
     whole = K.kaggle_loaders(cifar_sets, 4, K.transform_test_cifar10(),
                              K.transform_test_cifar10())
