@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from d2lcv import hub
+from netutil import closed_port
 
 PAYLOAD = b'd2lcv test payload\n' * 1000
 SHA1 = hashlib.sha1(PAYLOAD).hexdigest()
@@ -59,14 +60,6 @@ def entry(monkeypatch):
     return add
 
 
-def _closed_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_download_good_file_is_cached(server, entry, tmp_path):
     entry('good', server + 'good.bin')
     path = hub.download('good', cache_dir=tmp_path, progress=False)
@@ -74,7 +67,7 @@ def test_download_good_file_is_cached(server, entry, tmp_path):
     assert open(path, 'rb').read() == PAYLOAD
     assert sorted(os.listdir(tmp_path)) == ['good.bin']
     # a second call reuses the verified file without the network
-    entry('good', f'http://127.0.0.1:{_closed_port()}/good.bin')
+    entry('good', f'http://127.0.0.1:{closed_port()}/good.bin')
     assert hub.download('good', cache_dir=tmp_path, progress=False) == path
 
 
@@ -100,7 +93,7 @@ def test_corrupt_cached_file_is_replaced(server, entry, tmp_path):
 
 
 def test_server_down_says_how_to_get_the_twin(entry, tmp_path):
-    entry('down', f'http://127.0.0.1:{_closed_port()}/x.zip')
+    entry('down', f'http://127.0.0.1:{closed_port()}/x.zip')
     with pytest.raises(hub.DownloadError, match='D2LCV_TINY=1') as err:
         hub.download('down', cache_dir=tmp_path, progress=False, timeout=5)
     assert 'd2lcv data synth down' in str(err.value)

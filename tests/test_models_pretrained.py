@@ -5,7 +5,6 @@ import functools
 import hashlib
 import http.server
 import os
-import socket
 import threading
 import zipfile
 
@@ -18,23 +17,16 @@ from mxnet.gluon.model_zoo import vision
 import d2lcv
 from d2lcv.models import (PretrainedWeightsMissing, get_pretrained, import_weights,
                           zoo_file_name, ZOO_SHA1)
+from netutil import closed_port
 
 NAME = 'mobilenet0.25'  # a small model zoo network keeps the files small (~2 MB)
-
-
-def _closed_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mxhome'))
     monkeypatch.setenv('D2LCV_PRETRAINED_DIR', str(tmp_path / 'pre'))
-    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{_closed_port()}/')
+    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{closed_port()}/')
     return tmp_path
 
 
@@ -151,7 +143,7 @@ def test_zoo_download_then_cache(env, zoo_server, monkeypatch):
     assert sorted(os.listdir(cached.parent)) == [cached.name]  # no temporaries left
     _same(net, ref)
     # the second call is served from the cache, without the server
-    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{_closed_port()}/')
+    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{closed_port()}/')
     _same(get_pretrained(NAME, sha1_table=table), ref)
 
 

@@ -1,7 +1,6 @@
 """Section 13.12: pre/postprocessing, feature extraction, the losses against slow references,
 the composite-image model, a short style transfer on tiny images, and the VGG-19 weights."""
 import os
-import socket
 import warnings
 
 import mxnet as mx
@@ -12,6 +11,7 @@ from mxnet.gluon import nn
 
 from d2lcv import style
 from d2lcv.models import PretrainedWeightsMissing
+from netutil import closed_port
 
 IMG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'img')
 
@@ -214,18 +214,10 @@ def test_two_stage_style_transfer(vgg, tmp_path):
     assert none is None and only.shape == (16, 24, 3)
 
 
-def _closed_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_load_vgg19_offline(tmp_path, monkeypatch):
     monkeypatch.setenv('MXNET_HOME', str(tmp_path / 'mx'))
     monkeypatch.setenv('D2LCV_PRETRAINED_DIR', str(tmp_path / 'pre'))
-    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{_closed_port()}/')
+    monkeypatch.setenv('MXNET_GLUON_REPO', f'http://127.0.0.1:{closed_port()}/')
     with pytest.raises(PretrainedWeightsMissing, match='vgg19-ad2f660d.params'):
         style.load_vgg19(weights='pretrained')
     with pytest.warns(UserWarning, match='randomly initialised VGG-19'):
