@@ -520,7 +520,6 @@ class _KaggleRun:
         self.valid_iter = None if self.skipped_valid else valid_iter
         if self.valid_iter is None:
             legend = legend[:-1]  # the last name is the validation curve's
-        self.own_animator = animator is None
         self.animator = _animator(legend, num_epochs, save_path if self.lead else None,
                                   animator)
         if not self.lead and hasattr(self.animator, 'save_path'):
@@ -783,8 +782,10 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
     return result
 
 
-train_cifar10.__doc__ += _KVSTORE_DOC
-train_dog.__doc__ += _KVSTORE_DOC
+for _f in (train_cifar10, train_dog):
+    if _f.__doc__:  # None under python -OO
+        _f.__doc__ += _KVSTORE_DOC
+del _f
 
 
 # ----------------------------------------------------------------------------------------
