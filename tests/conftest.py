@@ -27,3 +27,13 @@ def two_cpus():
     """Two CPU contexts: MXNet treats them as two devices (the multi-device code paths)."""
     import mxnet as mx
     return [mx.cpu(0), mx.cpu(1)]
+
+
+@pytest.fixture
+def d2lcv_anchors_impl():
+    """Run a test on d2lcv's anchor implementation whatever $D2LCV_ANCHORS_IMPL says."""
+    from d2lcv import anchors
+    before = anchors.get_impl()
+    anchors.set_impl('d2lcv')
+    yield
+    anchors.set_impl(before)

@@ -18,7 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import mxnet as mx  # noqa: E402
 from mxnet import gluon, init  # noqa: E402
 
-import d2lcv  # noqa: E402
 from d2lcv import dist, finetune  # noqa: E402
 
 
@@ -44,25 +43,16 @@ def main():
         return sum(float(loss(net(X), y).sum()) for X, y in whole) / len(train_imgs)
 
     loss_before = train_set_loss()   # rank 0's: the job's starting point
-    first = {}
-
-    class FirstLoss(d2lcv.Animator):
-        def add(self, x, y):
-            if 'loss' not in first and y[0] is not None:
-                first['loss'] = y[0]
-            super().add(x, y)
-
-    animator = FirstLoss(legend=['train loss', 'train acc', 'test acc'])
     result = finetune.train_fine_tuning(net, 0.05, batch_size=4, num_epochs=8,
                                         devices=[mx.cpu()], train_imgs=train_imgs,
                                         test_imgs=test_imgs, train_transform=aug,
                                         test_transform=aug, kvstore='dist_sync',
-                                        animator=animator, progress=False)
+                                        progress=False)
     net.save_parameters(os.path.join(out, f'rank{rank}.params'))
     # train_ch13 reports every batch when an epoch has <= 9: the first point is 1 / batches
     batches = round(1 / min(result['history']['x'][0]))
     info = {'rank': rank, 'num_workers': workers, 'batches': batches,
-            'first_loss': first['loss'], 'train_loss': result['train_loss'],
+            'first_loss': result['history']['y'][0][0], 'train_loss': result['train_loss'],
             'epoch_losses': [y for x, y in zip(result['history']['x'][0],
                                                result['history']['y'][0])
                              if float(x).is_integer()],

@@ -82,24 +82,14 @@ def main():
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': 0.01},
                             kvstore=args.kvstore if args.by_name else kv)
-    first = {}
-
-    class FirstLoss(d2lcv.Animator):
-        def add(self, x, y):
-            if 'loss' not in first and y[0] is not None:
-                first['loss'] = y[0]
-            super().add(x, y)
-
-    animator = FirstLoss(legend=['train loss', 'train acc', 'test acc'],
-                         save_path=os.path.join(args.out, 'animator.png'))
     result = d2lcv.train_ch13(net, Stall(train_iter, stall, rank == args.fail_rank),
                               test_iter, loss, trainer,
                               args.epochs, devices, kvstore=None if args.by_name else kv,
-                              animator=animator,
+                              save_path=os.path.join(args.out, 'animator.png'),
                               progress=False, checkpoint=os.path.join(args.out, 'ckpt'))
     net.save_parameters(os.path.join(args.out, f'rank{rank}.params'))
     info = {'rank': rank, 'num_workers': workers, 'shard': len(train_iter._dataset),
-            'batches': len(train_iter), 'first_loss': first['loss'],
+            'batches': len(train_iter), 'first_loss': result['history']['y'][0][0],
             'train_loss': result['train_loss'], 'test_acc': result.get('test_acc'),
             'examples_per_sec': result['examples_per_sec'],
             'launch_rank': os.environ.get('D2LCV_LAUNCH_RANK')}

@@ -16,13 +16,7 @@ from d2lcv import anchors_ref as R
 npx.set_np()
 
 
-@pytest.fixture(autouse=True)
-def _d2lcv_impl():
-    """Test d2lcv's implementation whatever $D2LCV_ANCHORS_IMPL says."""
-    before = A.get_impl()
-    A.set_impl('d2lcv')
-    yield
-    A.set_impl(before)
+pytestmark = pytest.mark.usefixtures('d2lcv_anchors_impl')
 
 GT = [[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]]
 ANCHORS_13_4_3 = [[0, 0.1, 0.2, 0.3], [0.15, 0.2, 0.4, 0.4], [0.63, 0.05, 0.88, 0.98],

@@ -4,20 +4,13 @@ import numpy as onp
 import pytest
 from mxnet import np, npx
 
-from d2lcv import anchors as A
 from d2lcv import anchors_ref as R
 from d2lcv import rcnn
 
 npx.set_np()
 
 
-@pytest.fixture(autouse=True)
-def _d2lcv_impl():
-    """Test d2lcv's implementation whatever $D2LCV_ANCHORS_IMPL says."""
-    before = A.get_impl()
-    A.set_impl('d2lcv')
-    yield
-    A.set_impl(before)
+pytestmark = pytest.mark.usefixtures('d2lcv_anchors_impl')
 
 
 @pytest.mark.parametrize('impl', ['d2lcv', 'npx'])
