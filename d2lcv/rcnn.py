@@ -236,7 +236,9 @@ class RPNBody(nn.HybridBlock):
     ``bbox_predictor(a)``.
 
     ``body(X)`` with ``X (B, 3, H, W)`` returns ``(rpn_cls (B, A, 2), rpn_box (B, 4A),
-    feat_0 (B, 64, H/8, W/8), feat_1 (B, 128, H/16, W/16), ...)``.
+    feat_0 (B, 64, H/8, W/8), feat_1 (B, 128, H/16, W/16), ..., fine (B, 32, H/4, W/4))``;
+    ``fine`` is the base net's second block, the finer map the mask head samples (a banana
+    of 20 pixels spans 2.5 cells at stride 8: too few for its crescent).
     """
 
     def __init__(self, num_scales=3, num_anchors=4, channels=64, **kwargs):
@@ -255,13 +257,18 @@ class RPNBody(nn.HybridBlock):
         from .ssd import concat_preds
         feats, cls_preds, box_preds = [], [], []
         for i in range(self.num_scales):
-            X = getattr(self, f'blk_{i}')(X)
+            if i == 0:
+                X = self.blk_0[1](self.blk_0[0](X))
+                fine = X
+                X = self.blk_0[2](X)
+            else:
+                X = getattr(self, f'blk_{i}')(X)
             feats.append(X)
             Y = getattr(self, f'conv_{i}')(X)
             cls_preds.append(getattr(self, f'cls_{i}')(Y))
             box_preds.append(getattr(self, f'box_{i}')(Y))
         rpn_cls = F.npx.reshape(concat_preds(cls_preds, F), (-2, -1, 2))
-        return (rpn_cls, concat_preds(box_preds, F)) + tuple(feats)
+        return (rpn_cls, concat_preds(box_preds, F)) + tuple(feats) + (fine,)
 
 
 def rpn_targets(anchors, labels, overlap_threshold=0.5):
@@ -552,7 +559,8 @@ class TinyFasterRCNN(nn.Block):
     ``net(X)`` with ``X (B, 3, H, W)`` (H, W multiples of 8 * 2^(scales-1)) returns the
     detections ``(B, N, 6)`` of :func:`detect`. The stages are also methods:
     ``net.rpn(X) -> (anchors (1, A, 4), rpn_cls (B, A, 2), rpn_box (B, 4A), feat (B, 64,
-    H/8, W/8))``; ``net.box_head``, ``net.mask_head``.
+    H/8, W/8), fine (B, 32, H/4, W/4))`` (``feat`` feeds the box head, ``fine`` the mask
+    head); ``net.box_head``, ``net.mask_head``.
     """
 
     def __init__(self, num_classes, sizes=None, ratios=None, roi='align', roi_size=(4, 4),
@@ -587,13 +595,13 @@ class TinyFasterRCNN(nn.Block):
 
     def rpn(self, X):
         """``X (B, 3, H, W)`` -> ``(anchors (1, A, 4), rpn_cls (B, A, 2), rpn_box (B, 4A),
-        feat (B, 64, H/8, W/8))``."""
-        rpn_cls, rpn_box, *feats = self.body(X)
-        return self.anchors_for(feats), rpn_cls, rpn_box, feats[0]
+        feat (B, 64, H/8, W/8), fine (B, 32, H/4, W/4))``."""
+        rpn_cls, rpn_box, *feats, fine = self.body(X)
+        return self.anchors_for(feats), rpn_cls, rpn_box, feats[0], fine
 
     def proposals(self, X, num_proposals=None):
         """The regions the RPN proposes at prediction: ``(boxes (B, N, 4), scores (B, N))``."""
-        anchors, rpn_cls, rpn_box, _ = self.rpn(X)
+        anchors, rpn_cls, rpn_box, _, _ = self.rpn(X)
         return propose(rpn_cls, rpn_box, anchors, num_proposals or self.num_proposals[1],
                        self.rpn_nms)
 
@@ -609,7 +617,7 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
     Metric sums (device scalars): RPN loss, head loss, mask loss, correctly classified
     sampled regions, sampled regions, positive regions.
     """
-    anchors, rpn_cls, rpn_box, feat = net.rpn(X)
+    anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
     B = X.shape[0]
     ctx = X.ctx
     with autograd.pause():
@@ -637,7 +645,7 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
         if len(bi):
             targets = mask_targets(masks, boxes[bi, ki], gt_index[bi, ki], bi,
                                    tuple(2 * s for s in net.mask_size))
-            Zm = _mask_features(net, feat, boxes[bi, ki], bi, X.shape[2:])
+            Zm = _mask_features(net, fine, boxes[bi, ki], bi, X.shape[2:])
             logits = net.mask_head(Zm)                                # (P, q, mh, mw)
             onehot = npx.one_hot(np.array(classes[bi, ki] - 1, ctx=ctx), net.num_classes)
             logits = (logits * onehot[:, :, None, None]).sum(axis=1)
@@ -681,7 +689,7 @@ def detect(net, X, device=None, nms_threshold=0.5, threshold=0.01):
     device = device or _net_device(net)
     X = X.as_in_ctx(device)
     B, _, H, W = X.shape
-    anchors, rpn_cls, rpn_box, feat = net.rpn(X)
+    anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
     props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[1], net.rpn_nms)
     cls_preds, box_preds = net.box_head(roi_features(feat, props, (H, W), net.roi_size,
                                                      net.roi))
@@ -693,7 +701,7 @@ def detect(net, X, device=None, nms_threshold=0.5, threshold=0.01):
     bi, ni = onp.nonzero(det[..., 0] >= 0)
     masks = onp.zeros((B, N, H, W), onp.float32)
     if len(bi):
-        logits = net.mask_head(_mask_features(net, feat, det[bi, ni, 2:], bi, (H, W)))
+        logits = net.mask_head(_mask_features(net, fine, det[bi, ni, 2:], bi, (H, W)))
         probs = npx.sigmoid(logits).asnumpy()                         # (P, q, mh, mw)
         probs = probs[onp.arange(len(bi)), det[bi, ni, 0].astype(onp.int64)]
         masks[bi, ni] = paste_masks(probs, det[bi, ni, 2:], (H, W))

@@ -12,11 +12,11 @@ from d2lcv.runs import RunContext, sections
 
 @pytest.fixture
 def run_section(tmp_path):
-    def run(name):
+    def run(name, **options):
         module = sections()[name]
         rep = Report(str(tmp_path / 'run'))
         rep.section(module.SECTION, module.TITLE)
-        module.run(RunContext(report=rep, devices=[mx.cpu()], tiny=True))
+        module.run(RunContext(report=rep, devices=[mx.cpu()], tiny=True, options=options))
         rep.write()
         with open(rep.path('metrics.json')) as f:
             metrics = json.load(f)[module.SECTION]
@@ -55,7 +55,10 @@ def test_run_multiscale_and_rcnn(run_section):
     m, files = run_section('multiscale')
     assert (m['num_anchors_4x4'], m['num_anchors_2x2'], m['num_anchors_1x1']) == (48, 12, 3)
     assert len(files) == 3
-    m, files = run_section('rcnn')
+    # the training part on a few images, one epoch (the full tiny run takes a minute)
+    m, files = run_section('rcnn', num_train=16, num_val=8, num_epochs=1, batch_size=8)
     assert m['roi_pool'] == [[[5, 6], [9, 10]], [[9, 11], [13, 15]]]
     assert m['roi_pool_max_abs_diff_vs_npx'] == 0
     assert m['roi_align_max_abs_diff_vs_mxnet'] < 1e-5
+    assert files == ['13_8_roi_pooling.png', '13_8_rcnn_curves.png', '13_8_rcnn_predictions.png']
+    assert {'val_map50', 'val_mask_iou', 'val_mask_iou_filled_boxes'} <= set(m)
