@@ -187,4 +187,41 @@ d2l.roi_pool(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
 """
 d2l.roi_align(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
 """,
+# --- "Train it" (issue 17): keep these cells last; earlier cells are the section's text ---
+"md:## Train it: a small Faster R-CNN with a Mask R-CNN head\n\n`d2lcv.rcnn.TinyFasterRCNN` puts 13.8's pieces together at TinySSD's size: TinySSD's base net on the whole image (13.8.2 step 1), a region proposal network on three scales of anchors labelled by `multibox_target` (13.8.3 steps 1-3), proposals decoded and suppressed by `multibox_detection` (step 4), RoIAlign to 4x4 features per region, and a head of fully connected layers for class scores and box offsets (13.8.2 steps 3-4). With `mask=True` a small fully convolutional head predicts a 14x14 mask per region from RoIAlign features (13.8.4). The RPN and the heads are trained together, as the text says. Here: bananas with instance masks (a synthetic twin), 64x64 images, a few epochs on a CPU.",
+"""
+from d2lcv import rcnn
+
+batch_size, num_epochs = 32, 6
+train_iter, val_iter = rcnn.load_data_banana_masks(batch_size, num_train=256, num_val=64,
+                                                   edge=64)
+net = rcnn.TinyFasterRCNN(num_classes=1, mask=True)
+result = rcnn.train_faster_rcnn(net, train_iter, num_epochs, val_iter=val_iter,
+                                devices=d2l.try_all_gpus())
+""",
+"md:The shapes of every stage, for one batch of validation images: anchors and RPN outputs, the proposals, each region's RoIAlign features, the head's outputs.",
+"""
+X, Y, masks = next(iter(val_iter))
+X = X.as_in_ctx(d2l.try_gpu())
+anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
+proposals, scores = net.proposals(X)
+Z = rcnn.roi_features(feat, proposals, X.shape[2:], net.roi_size)
+cls_preds, box_preds = net.box_head(Z)
+anchors.shape, rpn_cls.shape, feat.shape, proposals.shape, Z.shape, cls_preds.shape
+""",
+"md:The eight best proposals of the RPN on the first images, then the best detection and its mask, drawn with 13.7's `display`.",
+"""
+imgs = (X.transpose(0, 2, 3, 1).asnumpy() / 255).clip(0, 1)
+fig, axes = d2l.plt.subplots(2, 4, figsize=(10, 5))
+for k in range(4):
+    axes[0, k].imshow(imgs[k])
+    d2l.show_bboxes(axes[0, k], proposals[k, :8] * 64, colors=['w'])
+    output, mask = rcnn.predict(X[k:k + 1], net)
+    rcnn.display(imgs[k], output[:1], threshold=0, ax=axes[1, k], masks=mask[:1])
+""",
+"md:Validation mAP (COCO-style, at IoU 0.5 and averaged over 0.5:0.95) and the mask IoU per banana, next to the trivial baseline that takes the same detections' filled boxes as masks. `benchmarks/bench_rcnn.py` compares the detector with TinySSD on the same banana twin and epochs.",
+"""
+val = rcnn.evaluate_rcnn(net, val_iter)
+{k: round(val[k], 3) for k in ('map50', 'map', 'mask_iou', 'mask_iou_box')}
+""",
 ])
