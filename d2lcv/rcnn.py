@@ -551,7 +551,9 @@ class TinyFasterRCNN(nn.Block):
         :data:`RPN_SIZES`, :data:`RPN_RATIOS`; one scale per list entry).
     roi : ``'align'`` (RoIAlign) or ``'pool'`` (RoI pooling). roi_size : ``(h2, w2)`` of the
         box head's features. num_proposals : ``(training, prediction)`` regions per image.
-    rpn_nms : NMS threshold of the proposals. num_samples, positive_fraction : regions per
+    rpn_nms : NMS threshold of the proposals, among the ``pre_nms_top_k`` best anchors
+        (NMS runs on the host: this bounds its cost at the chapter's 256x256, 5376
+        anchors). num_samples, positive_fraction : regions per
         image that train the box head (:func:`sample_proposals`). fg_iou : IoU that makes
         a proposal positive. mask : add :func:`mask_head` on ``mask_size`` RoIAlign
         features (masks of ``2 * mask_size`` cells).
@@ -564,8 +566,8 @@ class TinyFasterRCNN(nn.Block):
     """
 
     def __init__(self, num_classes, sizes=None, ratios=None, roi='align', roi_size=(4, 4),
-                 num_proposals=(32, 16), rpn_nms=0.7, num_samples=32, positive_fraction=0.25,
-                 fg_iou=0.5, mask=False, mask_size=(7, 7), **kwargs):
+                 num_proposals=(32, 16), rpn_nms=0.7, pre_nms_top_k=300, num_samples=32,
+                 positive_fraction=0.25, fg_iou=0.5, mask=False, mask_size=(7, 7), **kwargs):
         super().__init__(**kwargs)
         from .ssd import SSDLoss
         self.num_classes = num_classes
@@ -574,6 +576,7 @@ class TinyFasterRCNN(nn.Block):
         num_anchors = len(self.sizes[0]) + len(self.ratios[0]) - 1
         self.roi, self.roi_size = roi, tuple(roi_size)
         self.num_proposals, self.rpn_nms = tuple(num_proposals), rpn_nms
+        self.pre_nms_top_k = pre_nms_top_k
         self.num_samples, self.positive_fraction = num_samples, positive_fraction
         self.fg_iou, self.mask, self.mask_size = fg_iou, mask, tuple(mask_size)
         # the RPN is a one-class SSD: the SSD loss with the exercises' options
@@ -603,7 +606,7 @@ class TinyFasterRCNN(nn.Block):
         """The regions the RPN proposes at prediction: ``(boxes (B, N, 4), scores (B, N))``."""
         anchors, rpn_cls, rpn_box, _, _ = self.rpn(X)
         return propose(rpn_cls, rpn_box, anchors, num_proposals or self.num_proposals[1],
-                       self.rpn_nms)
+                       self.rpn_nms, self.pre_nms_top_k)
 
     def forward(self, X):
         return detect(self, X)[0]
@@ -622,7 +625,8 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
     ctx = X.ctx
     with autograd.pause():
         rpn_box_labels, rpn_box_masks, rpn_cls_labels = rpn_targets(anchors, Y)
-        props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[0], net.rpn_nms)
+        props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[0], net.rpn_nms,
+                           net.pre_nms_top_k)
         boxes, classes, offsets, gt_index, valid = label_proposals(props, Y, net.fg_iou)
         idx, weight = sample_proposals(classes, valid, net.num_samples,
                                        net.positive_fraction, rng)
@@ -653,7 +657,7 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
             loss = loss + l_mask
     correct = ((cls_preds.argmax(axis=-1).astype('float32') == cls_t) * w_t).sum()
     sums = (l_rpn.sum(), l_head.sum(), l_mask * B, correct, w_t.sum(),
-            float((classes > 0).sum()))
+            float(((classes > 0) & (weight > 0)).sum()))
     return loss, sums
 
 
@@ -690,7 +694,8 @@ def detect(net, X, device=None, nms_threshold=0.5, threshold=0.01):
     X = X.as_in_ctx(device)
     B, _, H, W = X.shape
     anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
-    props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[1], net.rpn_nms)
+    props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[1], net.rpn_nms,
+                       net.pre_nms_top_k)
     cls_preds, box_preds = net.box_head(roi_features(feat, props, (H, W), net.roi_size,
                                                      net.roi))
     N = props.shape[1]
@@ -819,12 +824,14 @@ def load_data_banana_masks(batch_size, data_dir=None, **sizes):
     """
     import os
 
+    from .hub import data_dir as data_dir_
     from .hub import synth_twin
     from .synth.banana_masks import read_banana_masks
     if data_dir is None:
-        data_dir = synth_twin('banana-masks', **sizes) if not sizes else synth_twin(
-            'banana-masks', root=os.path.join(_data_root(), 'tiny', 'banana-masks-' + '-'.join(
-                f'{k}{v}' for k, v in sorted(sizes.items()))), **sizes)
+        # one folder per size, so that a smaller twin never stands in for a larger one
+        name = '-'.join(['banana-masks'] + [f'{k}{v}' for k, v in sorted(sizes.items())])
+        data_dir = synth_twin('banana-masks', root=os.path.join(data_dir_(), 'tiny', name),
+                              **sizes)
     loaders = []
     for split in ('train', 'val'):
         images, labels, masks = read_banana_masks(os.path.join(data_dir, f'bananas_{split}'))
@@ -833,11 +840,6 @@ def load_data_banana_masks(batch_size, data_dir=None, **sizes):
         loaders.append(gluon.data.DataLoader(ds, batch_size, shuffle=split == 'train',
                                              last_batch='keep'))
     return tuple(loaders)
-
-
-def _data_root():
-    from .hub import data_dir
-    return data_dir()
 
 
 # ----------------------------------------------------------------------------------------
@@ -864,7 +866,7 @@ def train_faster_rcnn(net, train_iter, num_epochs, trainer=None, devices=None, v
     epoch), ``mask_iou`` / ``mask_iou_box`` (last validation, with masks) and ``history``.
     """
     from .devices import resolve_devices
-    from .ssd import _initialized, batches  # noqa: F401  (the 13.7 loop's helpers)
+    from .ssd import _initialized
     from .train import Accumulator, Timer
     from .plot import Animator
     devices = resolve_devices(devices)

@@ -133,17 +133,19 @@ def test_rpn_targets_equal_multibox_target():
     assert (cls[0] == 1).sum() >= 2 and (cls[1] == 1).sum() >= 1
 
 
-def test_propose_against_multibox_detection():
+@pytest.mark.parametrize('top_k', [-1, 30])
+def test_propose_against_multibox_detection(top_k):
     rng = onp.random.RandomState(0)
     anchors = A.multibox_prior(np.zeros((1, 3, 6, 6)), [0.3, 0.5], [1, 2, 0.5])
     B, num = 3, anchors.shape[1]
     rpn_cls = np.array(rng.randn(B, num, 2).astype('float32'))
     rpn_box = np.array(rng.randn(B, 4 * num).astype('float32') * 0.5)
-    boxes, scores = rcnn.propose(rpn_cls, rpn_box, anchors, 20, nms_threshold=0.7)
+    boxes, scores = rcnn.propose(rpn_cls, rpn_box, anchors, 20, nms_threshold=0.7,
+                                 pre_nms_top_k=top_k)
     assert boxes.shape == (B, 20, 4) and scores.shape == (B, 20)
     probs = npx.softmax(rpn_cls).transpose(0, 2, 1)
     ref = npx.multibox_detection(probs, rpn_box, anchors, nms_threshold=0.7, threshold=0.0,
-                                 clip=True).asnumpy()
+                                 clip=True, nms_topk=top_k).asnumpy()
     for b in range(B):
         kept = ref[b][ref[b, :, 0] >= 0]
         k = min(len(kept), 20)
