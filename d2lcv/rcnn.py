@@ -36,8 +36,6 @@ CPU next to TinySSD (13.7), each piece named after the paragraph of 13.8 it impl
 Every box is ``(x1, y1, x2, y2)`` in [0, 1] (the chapter's anchor convention), except RoI
 rows, which are in pixels.
 """
-import time
-
 import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
@@ -630,9 +628,8 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
         boxes, classes, offsets, gt_index, valid = label_proposals(props, Y, net.fg_iou)
         idx, weight = sample_proposals(classes, valid, net.num_samples,
                                        net.positive_fraction, rng)
-        take = lambda a: onp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)),
-                                             axis=1)
-        boxes, classes, offsets, gt_index = map(take, (boxes, classes, offsets, gt_index))
+        boxes, classes, offsets, gt_index = (_gather(a, idx)
+                                             for a in (boxes, classes, offsets, gt_index))
     l_rpn = net.rpn_loss(rpn_cls, rpn_cls_labels, rpn_box, rpn_box_labels, rpn_box_masks)
     K = boxes.shape[1]
     Z = roi_features(feat, boxes, X.shape[2:], net.roi_size, net.roi)
@@ -662,6 +659,11 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
 
 
 _bce = gluon.loss.SigmoidBinaryCrossEntropyLoss()
+
+
+def _gather(a, idx):
+    """``a (B, S, ...)`` at ``idx (B, K)`` along axis 1 -> ``(B, K, ...)``."""
+    return onp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - 2)), axis=1)
 
 
 def _mask_features(net, feat, boxes, batch_index, image_size):

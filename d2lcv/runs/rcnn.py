@@ -8,7 +8,6 @@ baselines. Full run: the real banana data set (boxes only, 256x256, 20 epochs) f
 detector. Options (``--set``): ``num_epochs``, ``edge_size``, ``batch_size``, ``lr``,
 ``num_train``, ``num_val``, ``roi`` (``align`` or ``pool``).
 """
-import os
 import time
 
 import numpy as onp
