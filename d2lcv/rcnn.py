@@ -554,7 +554,9 @@ class TinyFasterRCNN(nn.Block):
         anchors). num_samples, positive_fraction : regions per
         image that train the box head (:func:`sample_proposals`). fg_iou : IoU that makes
         a proposal positive. mask : add :func:`mask_head` on ``mask_size`` RoIAlign
-        features (masks of ``2 * mask_size`` cells).
+        features (masks of ``2 * mask_size`` cells). box_map : the map the box head
+        samples: ``'coarse'`` (stride 8, 64 channels, as Faster R-CNN's single map) or
+        ``'fine'`` (stride 4, 32 channels, the mask head's).
 
     ``net(X)`` with ``X (B, 3, H, W)`` (H, W multiples of 8 * 2^(scales-1)) returns the
     detections ``(B, N, 6)`` of :func:`detect`. The stages are also methods:
@@ -565,7 +567,8 @@ class TinyFasterRCNN(nn.Block):
 
     def __init__(self, num_classes, sizes=None, ratios=None, roi='align', roi_size=(4, 4),
                  num_proposals=(32, 16), rpn_nms=0.7, pre_nms_top_k=300, num_samples=32,
-                 positive_fraction=0.25, fg_iou=0.5, mask=False, mask_size=(7, 7), **kwargs):
+                 positive_fraction=0.25, fg_iou=0.5, mask=False, mask_size=(7, 7),
+                 box_map='coarse', **kwargs):
         super().__init__(**kwargs)
         from .ssd import SSDLoss
         self.num_classes = num_classes
@@ -577,6 +580,9 @@ class TinyFasterRCNN(nn.Block):
         self.pre_nms_top_k = pre_nms_top_k
         self.num_samples, self.positive_fraction = num_samples, positive_fraction
         self.fg_iou, self.mask, self.mask_size = fg_iou, mask, tuple(mask_size)
+        if box_map not in ('coarse', 'fine'):
+            raise ValueError(f"box_map must be 'coarse' or 'fine', got {box_map!r}")
+        self.box_map = box_map
         # the RPN is a one-class SSD: the SSD loss with the exercises' options
         self.rpn_loss = SSDLoss(box='smooth_l1', negative_ratio=3, normalize='positives')
         self._anchor_cache = {}
@@ -632,7 +638,8 @@ def faster_rcnn_loss(net, X, Y, masks=None, rng=None):
                                              for a in (boxes, classes, offsets, gt_index))
     l_rpn = net.rpn_loss(rpn_cls, rpn_cls_labels, rpn_box, rpn_box_labels, rpn_box_masks)
     K = boxes.shape[1]
-    Z = roi_features(feat, boxes, X.shape[2:], net.roi_size, net.roi)
+    Z = roi_features(fine if net.box_map == 'fine' else feat, boxes, X.shape[2:],
+                     net.roi_size, net.roi)
     cls_preds, box_preds = net.box_head(Z)
     cls_preds = cls_preds.reshape(B, K, -1)
     cls_t, w_t = np.array(classes, ctx=ctx), np.array(weight, ctx=ctx)
@@ -698,8 +705,8 @@ def detect(net, X, device=None, nms_threshold=0.5, threshold=0.01):
     anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
     props, _ = propose(rpn_cls, rpn_box, anchors, net.num_proposals[1], net.rpn_nms,
                        net.pre_nms_top_k)
-    cls_preds, box_preds = net.box_head(roi_features(feat, props, (H, W), net.roi_size,
-                                                     net.roi))
+    cls_preds, box_preds = net.box_head(roi_features(fine if net.box_map == 'fine' else feat,
+                                                     props, (H, W), net.roi_size, net.roi))
     N = props.shape[1]
     det = decode_detections(npx.softmax(cls_preds).reshape(B, N, -1),
                             box_preds.reshape(B, N, 4), props, nms_threshold, threshold)

@@ -336,3 +336,18 @@ def test_loss_falls(tmp_path):
                                verbose=False, save_path=str(tmp_path / 'a.png'), seed=0)
     # measured: 16.0, 9.4, 7.6, 6.8 (RPN + head + mask loss per image)
     assert r['loss_history'][-1] < 0.6 * r['loss_history'][0]
+
+
+def test_box_head_on_the_fine_map_and_roi_pooling():
+    for kw in ({'box_map': 'fine'}, {'roi': 'pool'}):
+        net = rcnn.TinyFasterRCNN(1, **kw)
+        net.initialize(init=mx.init.Xavier())
+        X = np.random.uniform(size=(2, 3, 64, 64))
+        with mx.autograd.record():
+            loss, _ = rcnn.faster_rcnn_loss(net, X, np.array([[[0, .1, .1, .5, .5]]] * 2))
+        loss.backward()
+        grad = net.body.blk_0[0][0].weight.grad().asnumpy()
+        assert onp.abs(grad).sum() > 0          # the loss reaches the backbone
+        assert net(X).shape == (2, 16, 6)
+    with pytest.raises(ValueError, match="box_map must be 'coarse' or 'fine'"):
+        rcnn.TinyFasterRCNN(1, box_map='stride4')
