@@ -185,7 +185,7 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=10)
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--roi', choices=['align', 'pool'], default='align')
-    p.add_argument('--box-map', choices=['coarse', 'fine'], default='coarse',
+    p.add_argument('--box-map', choices=['coarse', 'fine'], default='fine',
                    help="the map the box head samples (TinyFasterRCNN's box_map)")
     p.add_argument('--seeds', type=int, default=3, help='training runs per model (det)')
     p.add_argument('--repeats', type=int, default=5, help='timed inference batches')

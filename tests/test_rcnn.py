@@ -276,8 +276,8 @@ def test_shapes_of_every_stage_at_the_chapters_size():
     assert fine.shape == (2, 32, 64, 64)
     props, scores = rcnn.propose(rpn_cls, rpn_box, anchors, 16)
     assert props.shape == (2, 16, 4) and scores.shape == (2, 16)
-    Z = rcnn.roi_features(feat, props, (256, 256), net.roi_size)
-    assert Z.shape == (32, 64, 4, 4)
+    Z = rcnn.roi_features(fine, props, (256, 256), net.roi_size)
+    assert Z.shape == (32, 32, 4, 4)
     cls, box = net.box_head(Z)
     assert cls.shape == (32, 3) and box.shape == (32, 4)
     assert net.mask_head(np.zeros((5, 32, 7, 7))).shape == (5, 2, 14, 14)
@@ -338,8 +338,8 @@ def test_loss_falls(tmp_path):
     assert r['loss_history'][-1] < 0.6 * r['loss_history'][0]
 
 
-def test_box_head_on_the_fine_map_and_roi_pooling():
-    for kw in ({'box_map': 'fine'}, {'roi': 'pool'}):
+def test_box_head_on_the_coarse_map_and_roi_pooling():
+    for kw in ({'box_map': 'coarse'}, {'roi': 'pool'}):
         net = rcnn.TinyFasterRCNN(1, **kw)
         net.initialize(init=mx.init.Xavier())
         X = np.random.uniform(size=(2, 3, 64, 64))

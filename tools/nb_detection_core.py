@@ -188,7 +188,7 @@ d2l.roi_pool(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
 d2l.roi_align(X, rois, pooled_size=(2, 2), spatial_scale=0.1)
 """,
 # --- "Train it" (issue 17): keep these cells last; earlier cells are the section's text ---
-"md:## Train it: a small Faster R-CNN with a Mask R-CNN head\n\n`d2lcv.rcnn.TinyFasterRCNN` puts 13.8's pieces together at TinySSD's size: TinySSD's base net on the whole image (13.8.2 step 1), a region proposal network on three scales of anchors labelled by `multibox_target` (13.8.3 steps 1-3), proposals decoded and suppressed by `multibox_detection` (step 4), RoIAlign to 4x4 features per region, and a head of fully connected layers for class scores and box offsets (13.8.2 steps 3-4). With `mask=True` a small fully convolutional head predicts a 14x14 mask per region from RoIAlign features (13.8.4). The RPN and the heads are trained together, as the text says. Here: bananas with instance masks (a synthetic twin), 64x64 images, a few epochs on a CPU.",
+"md:## Train it: a small Faster R-CNN with a Mask R-CNN head\n\n`d2lcv.rcnn.TinyFasterRCNN` puts 13.8's pieces together at TinySSD's size: TinySSD's base net on the whole image (13.8.2 step 1), a region proposal network on three scales of anchors labelled by `multibox_target` (13.8.3 steps 1-3), proposals decoded and suppressed by `multibox_detection` (step 4), RoIAlign to 4x4 features per region (from the base net's stride-4 map), and a head of fully connected layers for class scores and box offsets (13.8.2 steps 3-4). With `mask=True` a small fully convolutional head predicts a 14x14 mask per region from RoIAlign features (13.8.4). The RPN and the heads are trained together, as the text says. Here: bananas with instance masks (a synthetic twin), 64x64 images, a few epochs on a CPU.",
 """
 from d2lcv import rcnn
 
@@ -205,9 +205,9 @@ X, Y, masks = next(iter(val_iter))
 X = X.as_in_ctx(d2l.try_gpu())
 anchors, rpn_cls, rpn_box, feat, fine = net.rpn(X)
 proposals, scores = net.proposals(X)
-Z = rcnn.roi_features(feat, proposals, X.shape[2:], net.roi_size)
+Z = rcnn.roi_features(fine, proposals, X.shape[2:], net.roi_size)  # the stride-4 map
 cls_preds, box_preds = net.box_head(Z)
-anchors.shape, rpn_cls.shape, feat.shape, proposals.shape, Z.shape, cls_preds.shape
+anchors.shape, rpn_cls.shape, feat.shape, fine.shape, proposals.shape, Z.shape, cls_preds.shape
 """,
 "md:The eight best proposals of the RPN on the first images, then the best detection and its mask, drawn with 13.7's `display`.",
 """

@@ -103,8 +103,8 @@ def train(ctx):
                'head) and validation mAP@0.5')
     _show_predictions(net, val_iter, devices, rep)
     rep.note(f'TinyFasterRCNN (TinySSD\'s base net, an RPN on three anchor scales, '
-             f'{net.roi} to 4x4 regions, a box head' + (', a mask head on 7x7 RoIAlign' if tiny
-                                                       else '')
+             f'{net.roi} to 4x4 regions of the stride-4 map, a box head'
+             + (', a mask head on 7x7 RoIAlign' if tiny else '')
              + f'), random init, trained {num_epochs} epochs with Adam {lr:g} on {what} in '
              f'{minutes:.1f} min. Trivial baselines: mAP of one centred mean-size box per image '
              '(near 0, see benchmarks/bench_rcnn.py); mask IoU of the same detections\' filled '
