@@ -8,8 +8,9 @@ side: validation mAP@0.5 and mAP@0.5:0.95 (COCO 101-point), training examples/se
 inference ms per image (forward + decoding + NMS on a batch of the validation set, after
 a warm-up; the two models timed alternately in the same run), for each of ``--seeds``
 seeds (both models start from the same seed; Python's, NumPy's and MXNet's generators are
-all seeded, since ``ImageDetIter`` shuffles and crops with Python's ``random``), then the
-means. The gate of issue 17: Faster R-CNN's mean mAP@0.5 is at least TinySSD's minus 0.05
+all seeded, since ``ImageDetIter`` shuffles and crops with Python's ``random``; runs are
+still not bit-reproducible, a seed's mAP@0.5 moved by up to 0.08 between two runs), then
+the means. The gate of issue 17: Faster R-CNN's mean mAP@0.5 is at least TinySSD's minus 0.05
 (one run is not enough: TinySSD's mAP@0.5 moved by 0.1 between unseeded runs on this
 budget). The trivial baseline: one box per image, the mean training box placed at the
 image centre, scored 1.
