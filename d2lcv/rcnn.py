@@ -227,16 +227,15 @@ RPN_RATIOS = [[1, 2, 0.5]] * 3
 class RPNBody(nn.HybridBlock):
     """The CNN on the whole image and the region proposal network, hybridizable.
 
-    Scale 0 is TinySSD's ``base_net`` (stride 8, 64 channels; its map also feeds the RoI
-    stage), each further scale a ``down_sample_blk(128)``. On every scale a 3x3 conv with
+    Scale 0 is TinySSD's ``base_net`` (stride 8, 64 channels), each further scale a ``down_sample_blk(128)``. On every scale a 3x3 conv with
     ``channels`` outputs and ReLU (13.8.3 step 1), then per anchor two scores (background,
     object) and four offsets (step 3), as TinySSD's ``cls_predictor(a, 1)`` and
     ``bbox_predictor(a)``.
 
     ``body(X)`` with ``X (B, 3, H, W)`` returns ``(rpn_cls (B, A, 2), rpn_box (B, 4A),
     feat_0 (B, 64, H/8, W/8), feat_1 (B, 128, H/16, W/16), ..., fine (B, 32, H/4, W/4))``;
-    ``fine`` is the base net's second block, the finer map the mask head samples (a banana
-    of 20 pixels spans 2.5 cells at stride 8: too few for its crescent).
+    ``fine`` is the output of the base net's second block, the finer map the RoI heads
+    sample (a banana of 20 pixels spans 2.5 cells at stride 8: too few for its crescent).
     """
 
     def __init__(self, num_scales=3, num_anchors=4, channels=64, **kwargs):
