@@ -14,10 +14,19 @@ Every function is batch-first and vectorised (no Python loop over images, boxes 
 ================================  =========================================================
 
 Where the chapter calls an ``npx`` operator, the function takes ``impl='d2lcv'`` (this
-module's readable NumPy implementation, the default) or ``impl='npx'`` (MXNet's operator).
-Both run the same algorithm and give the same numbers (the tests check it): the d2lcv one is
-there to be read, and runs on the host; the operator runs where its inputs live (CPU/GPU).
-The default comes from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`.
+module's readable implementation, the default) or ``impl='npx'`` (MXNet's operator). Both
+run the same algorithm and give the same numbers (the tests check it). The default comes
+from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`. Where the d2lcv one runs:
+
+* ``multibox_target`` (the training step): where its inputs live. MXNet arrays, on a GPU or
+  a CPU, are labelled with MXNet array operations on their device (no copy to the host, no
+  synchronisation: ``tests/test_transfers.py`` counts the reads of a training step); NumPy
+  arrays with NumPy.
+* ``multibox_prior``: computed on the host and copied to the input's device (a copy *to* the
+  device; ``TinySSD`` caches the anchors per shape and device).
+* ``multibox_detection``: on the host, NumPy for the decoding and a Numba-compiled loop for
+  the NMS (docs/performance.md says why); given arrays on a GPU it calls the operator, which
+  runs there, rather than copy them to the host.
 
 Differences from the operators, on purpose: boxes with ``x2 < x1`` or ``y2 < y1`` (anchors,
 ground truth) and wrongly shaped inputs raise ``ValueError`` naming the box, where the
@@ -34,6 +43,7 @@ __all__ = ['multibox_prior', 'box_iou', 'assign_anchor_to_bbox', 'offset_boxes',
 
 IMPLS = ('d2lcv', 'npx')
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
+_FLT_MIN = float(onp.finfo(onp.float32).tiny)
 _default_impl = os.environ.get('D2LCV_ANCHORS_IMPL', 'd2lcv')
 
 
@@ -340,7 +350,8 @@ def _num_valid_labels(lab):
 
 
 def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, ignore_label=-1,
-                    variances=VARIANCES, negative_mining_ratio=-1, impl=None, **kwargs):
+                    variances=VARIANCES, negative_mining_ratio=-1, impl=None, check=False,
+                    **kwargs):
     """Label anchors with classes and offsets, as ``npx.multibox_target``.
 
     Parameters
@@ -350,6 +361,14 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
         padding and ends its image's list (rows after it are ignored).
     cls_preds : (B, C + 1, A), unused unless hard negative mining; may be None.
     overlap_threshold : IoU above which an unmatched anchor takes its best box.
+
+    check : with MXNet inputs, also check the values (box corners, padding rows) as for
+        NumPy inputs; this reads them to the host, so the training loop leaves it off.
+
+    With ``impl='d2lcv'``, MXNet arrays (``mx.np`` or ``mx.nd``) are labelled with MXNet
+    array operations on their own device (:func:`_multibox_target_mx`: no copy to the host,
+    no synchronisation, so a training step stays asynchronous on a GPU); NumPy arrays with
+    NumPy. Both give the operator's numbers. Shapes are checked either way.
 
     Returns
     -------
@@ -370,6 +389,12 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     if negative_mining_ratio is not None and negative_mining_ratio > 0 or kwargs:
         raise NotImplementedError('hard negative mining is not in the d2lcv implementation; '
                                   "use impl='npx'")
+    if hasattr(labels, 'asnumpy') and hasattr(anchors, 'asnumpy') and not check:
+        # MXNet arrays stay where they are (GPU or CPU): no copy to the host, no sync.
+        out = _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold,
+                                  ignore_label, variances)
+        from mxnet import np
+        return out if isinstance(labels, np.ndarray) else tuple(o.as_nd_ndarray() for o in out)
     anc, lab = _host(anchors), _host(labels)
     if anc.ndim == 2:
         anc = anc[None]
@@ -406,6 +431,121 @@ def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variance
     off[bi, ai] = _offset_boxes(anc[ai], gt[:, 1:], variances)
     mask = onp.zeros((B, A, 4), 'float32')
     mask[bi, ai] = 1
+    return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
+
+
+def _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold, ignore_label,
+                        variances):
+    """:func:`_multibox_target` in MXNet array operations, on ``labels``' device.
+
+    The same algorithm and float32 formulas as the NumPy version, so the same numbers; only
+    shapes are checked (a value check would need the values on the host). The greedy pass
+    runs a fixed ``M`` rounds (one per ground-truth row) instead of stopping early: stopping
+    would need to read a flag on the host, and a round with nothing left to match changes
+    nothing.
+    """
+    from mxnet import np, npx
+    lab = labels if isinstance(labels, np.ndarray) else labels.as_np_ndarray()
+    anc = anchors if isinstance(anchors, np.ndarray) else anchors.as_np_ndarray()
+    ctx = lab.ctx
+    if anc.ctx != ctx:
+        anc = anc.as_in_ctx(ctx)      # device to device
+    if anc.ndim == 2:
+        anc = anc.reshape(1, -1, 4)
+    _check_last(anc, 4, 'anchors')
+    _check_last(lab, 5, 'labels')
+    if anc.ndim != 3 or anc.shape[0] != 1:
+        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
+    if lab.ndim != 3:
+        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
+    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
+                                  or cls_preds.shape[-1] != anc.shape[1]):
+        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
+                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
+                         '(B, C + 1, A)')
+    lab, anc = lab.astype('float32', copy=False), anc[0].astype('float32', copy=False)
+    B, M, A = lab.shape[0], lab.shape[1], anc.shape[0]
+    if M == 0:
+        z = np.zeros((B, 4 * A), ctx=ctx)
+        return z, z.copy(), np.full((B, A), ignore_label, ctx=ctx, dtype='float32')
+    # Coordinate planes, so that every piece is a view along the first axis (MXNet's
+    # slicing along the last axis, `split` and reductions over a middle axis are slow).
+    lab_t = lab.transpose(2, 1, 0)                               # (5, M, B)
+    g = [lab_t[k + 1].reshape(M, B, 1) for k in range(4)]        # (M, B, 1) each
+    anc_t = anc.T                                                # (4, A)
+    a = [anc_t[k].reshape(1, 1, A) for k in range(4)]            # (1, 1, A) each
+    # Rows before the first class -1 count: (M, B) 1/0.
+    gt_ok = (np.cumsum(lab_t[0] == -1, axis=0) == 0).astype('float32')
+    # IoU (M, B, A): the NumPy version's formula and order of float32 operations; padding
+    # rows get 0, which never matches (matching needs IoU > 1e-6, the threshold pass > thr).
+    iw = np.maximum(np.minimum(g[2], a[2]) - np.maximum(g[0], a[0]), 0)
+    ih = np.maximum(np.minimum(g[3], a[3]) - np.maximum(g[1], a[1]), 0)
+    inter = iw * ih
+    union = ((g[2] - g[0]) * (g[3] - g[1])) + ((a[2] - a[0]) * (a[3] - a[1])) - inter
+    # 0 where the union is <= 0 (then inter is 0 too) without a slow `where`: a union > 0
+    # is at least float32's smallest normal number (in [0, 1] coordinates).
+    iou = inter / np.maximum(union, _FLT_MIN) * gt_ok[:, :, None]
+    # Greedy pass: M rounds. Each reduces along the contiguous anchor axis and removes the
+    # matched anchor (and box) by multiplying by a 0/1 mask (IoU >= 0: exact).
+    work = iou                                                   # matched anchors zeroed
+    box_free = gt_ok                                             # (M, B) boxes left, 1/0
+    match = -np.ones((B, A), ctx=ctx, dtype='float32')          # box index per anchor
+    anchor_ids = np.arange(A, ctx=ctx, dtype='float32')[None]   # (1, A)
+    box_ids = np.arange(M, ctx=ctx, dtype='float32')[:, None]   # (M, 1)
+    for _ in range(M):
+        first = np.argmax(work, axis=2)                          # (M, B) each box's best anchor
+        val = npx.pick(work, first, axis=2) * box_free           # (M, B) ... and its IoU
+        first = first.astype('float32')
+        best = val.max(axis=0, keepdims=True)                    # (1, B) largest IoU left
+        # Ties: the lowest anchor reaching the maximum, then the lowest box (the operator's
+        # scan order). A box reaching it at that anchor has it as its own first maximum.
+        at_best = (val == best).astype('float32')
+        a_best = np.where(at_best, first, float(A)).min(axis=0, keepdims=True)   # (1, B)
+        m_best = np.argmax(at_best * (first == a_best).astype('float32'), axis=0)
+        m_best = m_best.astype('float32')[None]                  # (1, B)
+        hit = (best > 1e-6).astype('float32')                    # (1, B)
+        is_a = (anchor_ids == a_best.T).astype('float32') * hit.T   # (B, A)
+        is_m = (box_ids == m_best).astype('float32') * hit       # (M, B)
+        match = match + is_a * (m_best.T - match)               # small integers: exact
+        work = work * (1 - is_a)[None]
+        box_free = box_free * (1 - is_m)
+    # Threshold pass over the anchors left unmatched: each anchor's first best box, by a
+    # running maximum over the M rows.
+    best_iou, best_gt = iou[0], np.zeros((B, A), ctx=ctx)
+    for m in range(1, M):
+        better = (iou[m] > best_iou).astype('float32')
+        best_iou = np.maximum(best_iou, iou[m])
+        best_gt = best_gt + better * (m - best_gt)
+    thr = overlap_threshold if overlap_threshold > 0 else float('inf')
+    extra = (match < 0).astype('float32') * (best_iou > thr).astype('float32')
+    match = match + extra * (best_gt - match)
+    pos = (match >= 0).astype('float32')                         # (B, A)
+    # Offsets are computed for every anchor and zeroed for the negatives by the mask; a
+    # negative must then give finite numbers (inf * 0 is nan), so it takes a "safe" copy of
+    # its own anchor (sides > 0) as its box. A positive anchor and its box both have sides
+    # > 0 (IoU > 1e-6), so for them the safe sides are their own: the same numbers.
+    aw = [anc_t[2] - anc_t[0], anc_t[3] - anc_t[1]]              # (A,) each
+    aw = [np.where(w > 0, w, 1.) for w in aw]
+    safe = np.stack([np.zeros(A, ctx=ctx), anc_t[0], anc_t[1], anc_t[0] + aw[0],
+                     anc_t[1] + aw[1]])                          # (5, A)
+    table = np.concatenate([lab.reshape(B * M, 5), safe.T], axis=0)   # (B * M + A, 5)
+    # Row of each anchor's box in `table`: b * M + match, or B * M + anchor (float32
+    # holds these integers exactly below 2 ** 24).
+    first_row = np.arange(B, ctx=ctx, dtype='float32')[:, None] * M
+    row = pos * (first_row + match) + (1 - pos) * (B * M + anchor_ids)
+    # Gathering rows is fast (mx.np.take_along_axis would fall back to NumPy on the host).
+    gt = np.take(table, row.reshape(-1).astype('int64'), axis=0).T   # (5, B * A)
+    f = [gt[k + 1].reshape(B, A) for k in range(4)]
+    ax, ay = (anc_t[0] + anc_t[2]) * 0.5, (anc_t[1] + anc_t[3]) * 0.5   # (A,)
+    gw, gh = f[2] - f[0], f[3] - f[1]
+    gx, gy = (f[0] + f[2]) * 0.5, (f[1] + f[3]) * 0.5
+    v = [float(onp.float32(x)) for x in variances]
+    off = np.stack([(gx - ax) / aw[0] / v[0] * pos, (gy - ay) / aw[1] / v[1] * pos,
+                    np.log(gw / aw[0]) / v[2] * pos, np.log(gh / aw[1]) / v[3] * pos],
+                   axis=-1)                                      # (B, A, 4)
+    mask = np.broadcast_to(pos.reshape(B, A, 1), (B, A, 4))
+    background = np.where(gt_ok[0] == 0, float(ignore_label), 0.)   # (B,): no box at all
+    cls = pos * (gt[0].reshape(B, A) + 1) + (1 - pos) * background[:, None]
     return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
 
 

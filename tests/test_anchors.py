@@ -7,6 +7,7 @@ without rounding by every implementation).
 """
 import numpy as onp
 import pytest
+import mxnet as mx
 from mxnet import np, npx
 
 import d2lcv
@@ -190,6 +191,59 @@ def test_multibox_target_random_vs_operator_and_loop():
             ref = R.multibox_target_ref(anchors, labels, overlap_threshold=thr)
             for a, b in zip(ours, ref):
                 onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f'case {t}')
+
+
+def test_multibox_target_on_device_equals_host_and_operator():
+    # MXNet arrays are labelled with MXNet operations where they live (here cpu(1)): the
+    # same classes and masks as the NumPy path, offsets within the last bit of `log`.
+    rng = onp.random.RandomState(5)
+    dev = mx.cpu(1)
+    for t in range(60):
+        anchors, labels = _random_target_case(rng, grid=t % 2 == 0)
+        thr = [0.5, 0.3, 0.7][t % 3]
+        host = A.multibox_target(anchors, labels, overlap_threshold=thr, impl='d2lcv')
+        ours = A.multibox_target(np.array(anchors, ctx=dev), np.array(labels, ctx=dev),
+                                 overlap_threshold=thr, impl='d2lcv')
+        op = npx.multibox_target(np.array(anchors), np.array(labels),
+                                 np.zeros((labels.shape[0], 2, anchors.shape[1])),
+                                 overlap_threshold=thr)
+        for name, h, d, o in zip(('offset', 'mask', 'class'), host, ours, op):
+            assert isinstance(d, np.ndarray) and d.ctx == dev and d.dtype == onp.float32
+            d = d.asnumpy()
+            if name == 'offset':
+                onp.testing.assert_allclose(d, h, rtol=3e-7, atol=1e-12, err_msg=f'case {t}')
+            else:
+                onp.testing.assert_array_equal(d, h, err_msg=f'case {t}: {name}')
+            onp.testing.assert_allclose(d, o.asnumpy(), rtol=1e-5, atol=1e-5,
+                                        err_msg=f'case {t}: {name}')
+
+
+def test_multibox_target_on_device_edge_cases():
+    anchors = onp.array([ANCHORS_13_4_3], 'float32')
+    pad = [-1] * 5
+    labels = onp.array([[GT[0], GT[1], pad], [pad, pad, pad], [GT[1], pad, GT[0]],
+                        [[0, 0.1, 0.08, 0.1, 0.92], pad, pad]], 'float32')
+    host = A.multibox_target(anchors, labels)
+    for lab in (np.array(labels), mx.nd.array(labels)):          # both array kinds
+        anc = np.array(anchors) if isinstance(lab, np.ndarray) else mx.nd.array(anchors)
+        off, mask, cls = A.multibox_target(anc, lab)
+        assert isinstance(off, type(lab))
+        onp.testing.assert_allclose(off.asnumpy(), host[0], rtol=3e-7, atol=1e-12)
+        onp.testing.assert_array_equal(mask.asnumpy(), host[1])
+        onp.testing.assert_array_equal(cls.asnumpy(), host[2])
+    # no ground-truth rows at all, and degenerate anchors (never positive, offsets 0)
+    off, mask, cls = A.multibox_target(np.array(anchors), np.zeros((2, 0, 5)))
+    assert cls.shape == (2, 5) and (cls.asnumpy() == -1).all() and not mask.asnumpy().any()
+    flat = onp.array([[[0, 0, 0, 1], [0.1, 0.1, 0.5, 0.5]]], 'float32')   # zero width
+    out = A.multibox_target(np.array(flat), np.array([[[0, 0.1, 0.1, 0.5, 0.5]]]))
+    onp.testing.assert_array_equal(out[2].asnumpy(), [[0, 1]])
+    assert onp.isfinite(out[0].asnumpy()).all()
+    # values are checked on request (a read to the host), shapes always
+    with pytest.raises(ValueError, match=r'labels\[0, 1\].*padding'):
+        A.multibox_target(np.array(anchors), np.array([[GT[0], [-1, 0.5, 0.5, 0.6, 0.6]]]),
+                          check=True)
+    with pytest.raises(ValueError, match=r'labels must have shape \(\.\.\., 5\)'):
+        A.multibox_target(np.array(anchors), np.zeros((1, 2, 4)))
 
 
 def test_multibox_target_padding_and_empty_images():
