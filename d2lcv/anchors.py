@@ -92,6 +92,11 @@ def _mx(x):
     return np.array(onp.asarray(x, dtype='float32'))
 
 
+def _on_gpu(x):
+    ctx = getattr(x, 'ctx', None)
+    return ctx is not None and ctx.device_type == 'gpu'
+
+
 def _is_symbol(x):
     from mxnet import symbol
     return isinstance(x, symbol.Symbol)
@@ -667,7 +672,8 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
     least ``threshold`` sorted by decreasing score (ties keep anchor order), suppressed rows
     with class -1, then rows of all -1. ``class`` counts from 0 without the background.
     """
-    if get_impl(impl) == 'npx':
+    if get_impl(impl) == 'npx' or _on_gpu(cls_probs):
+        # (d2lcv's runs on the host: GPU arrays stay on the GPU with the operator)
         from mxnet import npx
         out = npx.multibox_detection(_mx(cls_probs), _mx(offset_preds), _mx(anchors),
                                      nms_threshold=nms_threshold, threshold=threshold,
@@ -687,9 +693,125 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
     if op.shape != (B, 4 * A):
         raise ValueError(f'offset_preds {op.shape} do not fit cls_probs {cp.shape}: '
                          f'expected ({B}, {4 * A})')
-    out = _multibox_detection(cp, op.reshape(B, A, 4), anc[0], nms_threshold, threshold,
-                              clip, force_suppress, variances, nms_topk)
+    kernel = _detection_kernel()
+    if kernel is None:            # no Numba: the vectorised NumPy version
+        out = _multibox_detection(cp, op.reshape(B, A, 4), anc[0], nms_threshold, threshold,
+                                  clip, force_suppress, variances, nms_topk)
+    else:
+        out = _multibox_detection_loops(cp, op.reshape(B, A, 4), anc[0], nms_threshold,
+                                        threshold, clip, force_suppress, variances, nms_topk,
+                                        kernel)
     return _like(out, cls_probs)
+
+
+def _multibox_detection_loops(cp, off, anc, nms_threshold, threshold, clip, force_suppress,
+                              variances, nms_topk, kernel=None):
+    """:func:`_multibox_detection` with the per-image work in :func:`_detect_loops`
+    (compiled by Numba as ``kernel``; ``None`` runs the same loops in Python: slow)."""
+    f32 = onp.float32
+    B, _, A = cp.shape
+    fg = cp[:, 1:, :]                                             # (B, C, A)
+    score = onp.ascontiguousarray(fg.max(axis=1), f32)            # (B, A)
+    cls = fg.argmax(axis=1).astype(f32)                           # (B, A), first maximum
+    out = onp.full((B, A, 6), -1, f32)
+    with onp.errstate(divide='ignore', invalid='ignore'):   # 0 / 0 is no overlap, as compiled
+        (kernel or _detect_loops)(
+            score, cls, onp.ascontiguousarray(off, f32), onp.ascontiguousarray(anc, f32), out,
+            f32(threshold), 0 < nms_threshold <= 1, f32(nms_threshold), int(nms_topk),
+            bool(clip), bool(force_suppress), onp.asarray(variances, f32))
+    return out
+
+
+def _detect_loops(score, cls, off, anc, out, threshold, do_nms, nms_threshold, nms_topk,
+                  clip, force_suppress, v):
+    """``multibox_detection`` as plain loops over images, rows and kept boxes (compiled by
+    Numba: :func:`_detection_kernel`).
+
+    ``score``, ``cls`` (B, A) float32: best foreground score and its class per anchor;
+    ``off`` (B, A, 4); ``anc`` (A, 4); ``out`` (B, A, 6) filled with -1, written in place.
+    Float32 throughout, in the operator's order of operations.
+    """
+    f0, f1, f2 = onp.float32(0), onp.float32(1), onp.float32(2)
+    B, A = score.shape
+    rows = onp.empty(A, onp.int64)
+    # The boxes kept so far, one coordinate per array (contiguous: the inner loop below
+    # compiles to SIMD instructions).
+    kx1, ky1, kx2, ky2, karea, kcls = [onp.empty(A, onp.float32) for _ in range(6)]
+    for b in range(B):
+        # The rows scoring at least `threshold`, in anchor order.
+        n = 0
+        for i in range(A):
+            if score[b, i] >= threshold:
+                rows[n] = i
+                n += 1
+        k = 0                     # rows taking part in NMS: the first k after sorting
+        if do_nms:
+            k = n if nms_topk <= 0 else min(n, nms_topk)
+            # By decreasing score, ties in anchor order; beyond the top k the operator
+            # leaves the unsorted rows (and suppresses them).
+            order = onp.argsort(-score[b, rows[:n]], kind='mergesort')
+            rows[:k] = rows[:n][order[:k]]
+        for p in range(n):        # decode (offset_inverse) and clip
+            i = rows[p]
+            aw, ah = anc[i, 2] - anc[i, 0], anc[i, 3] - anc[i, 1]
+            ax, ay = (anc[i, 0] + anc[i, 2]) / f2, (anc[i, 1] + anc[i, 3]) / f2
+            ox = off[b, i, 0] * v[0] * aw + ax
+            oy = off[b, i, 1] * v[1] * ah + ay
+            ow = onp.exp(off[b, i, 2] * v[2]) * aw / f2
+            oh = onp.exp(off[b, i, 3] * v[3]) * ah / f2
+            o = out[b, p]
+            o[0], o[1], o[2], o[3], o[4], o[5] = (cls[b, i], score[b, i],
+                                                  ox - ow, oy - oh, ox + ow, oy + oh)
+            if clip:
+                for j in range(2, 6):
+                    o[j] = min(max(o[j], f0), f1)
+        # Greedy NMS, taken the other way round: a row is suppressed if a kept row (higher
+        # in the order) of its class has IoU >= nms_threshold with it, else it is kept.
+        # Same result as suppressing forward from each kept row (the operator's loop).
+        nk = 0
+        for q in range(k):
+            c, x1, y1, x2, y2 = out[b, q, 0], out[b, q, 2], out[b, q, 3], out[b, q, 4], \
+                out[b, q, 5]
+            area = (x2 - x1) * (y2 - y1)
+            hit = False
+            for start in range(0, nk, 64):  # blocks of 64 without a branch, then test
+                for j in range(start, min(start + 64, nk)):
+                    iw = min(x2, kx2[j]) - max(x1, kx1[j])
+                    ih = min(y2, ky2[j]) - max(y1, ky1[j])
+                    inter = iw * ih
+                    iou = inter / (area + karea[j] - inter)
+                    hit |= (iw > f0) & (iou >= nms_threshold) & (
+                        (kcls[j] == c) | force_suppress)
+                if hit:
+                    break
+            if hit:
+                out[b, q, 0] = -1
+            else:
+                kx1[nk], ky1[nk], kx2[nk], ky2[nk] = x1, y1, x2, y2
+                karea[nk], kcls[nk] = area, c
+                nk += 1
+        if do_nms:
+            for p in range(k, n):
+                out[b, p, 0] = -1
+
+
+_KERNEL = []
+
+
+def _detection_kernel():
+    """:func:`_detect_loops` compiled by Numba (once per process; cached on disk), or None
+    without Numba."""
+    if not _KERNEL:
+        try:
+            import numba
+        except ImportError:
+            _KERNEL.append(None)
+        else:
+            # error_model='numpy': x / 0 gives inf or nan (as NumPy and the operator), no
+            # exception; no fastmath: float32 operations in the written order.
+            _KERNEL.append(numba.njit(cache=True, error_model='numpy', nogil=True)(
+                _detect_loops))
+    return _KERNEL[0]
 
 
 def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_suppress,

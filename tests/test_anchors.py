@@ -337,6 +337,50 @@ def test_multibox_detection_vs_loop_and_no_overlap_left():
                 assert (iou[~onp.eye(len(boxes), dtype=bool)] < thr).all()
 
 
+@pytest.mark.parametrize('kwargs', [{}, {'nms_threshold': 0.3}, {'force_suppress': True},
+                                    {'clip': False}, {'nms_topk': 5}, {'nms_threshold': 0},
+                                    {'threshold': 0.2}])
+def test_compiled_detection_equals_python_loops_operator_and_numpy(kwargs):
+    # The Numba kernel, the same loops run by Python, the vectorised NumPy fallback and the
+    # operator: row for row (kernel and operator bit for bit).
+    assert A._detection_kernel() is not None, 'numba is a dependency of d2lcv'
+    rng = onp.random.RandomState(7)
+    full = dict(dict(nms_threshold=0.5, threshold=0.01, clip=True, force_suppress=False,
+                     nms_topk=-1), **kwargs)
+    for t in range(12):
+        cp, op, anc = _random_detection_case(rng, grid=t % 2 == 1)
+        args = (cp, op.reshape(cp.shape[0], -1, 4), anc[0], full['nms_threshold'],
+                full['threshold'], full['clip'], full['force_suppress'], A.VARIANCES,
+                full['nms_topk'])
+        compiled = A._multibox_detection_loops(*args, kernel=A._detection_kernel())
+        onp.testing.assert_array_equal(A.multibox_detection(cp, op, anc, **kwargs), compiled)
+        # (in Python, NumPy's float32 exp may differ from the compiled one in the last bit)
+        python = A._multibox_detection_loops(*args)
+        onp.testing.assert_array_equal(python[..., :2], compiled[..., :2])
+        onp.testing.assert_allclose(python, compiled, rtol=1e-6, atol=1e-7)
+        onp.testing.assert_allclose(A._multibox_detection(*args), compiled, rtol=1e-6,
+                                    atol=1e-6, err_msg=f'case {t}')
+        theirs = npx.multibox_detection(np.array(cp), np.array(op), np.array(anc),
+                                        **kwargs).asnumpy()
+        onp.testing.assert_array_equal(compiled, theirs, err_msg=f'case {t}')
+
+
+def test_compiled_detection_tinyssd_worst_case_bitwise():
+    # every anchor of TinySSD enters NMS (the benchmark's worst case, 2 images)
+    sizes = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
+    anchors = onp.concatenate([A.multibox_prior(onp.zeros((1, 1, s, s)), sizes[i], [1, 2, 0.5])
+                               for i, s in enumerate([32, 16, 8, 4, 1])], axis=1)
+    rng = onp.random.RandomState(8)
+    logits = rng.randn(2, 2, anchors.shape[1])
+    probs = (onp.exp(logits) / onp.exp(logits).sum(axis=1, keepdims=True)).astype('float32')
+    offsets = (0.1 * rng.randn(2, 4 * anchors.shape[1])).astype('float32')
+    ours = A.multibox_detection(probs, offsets, anchors)
+    theirs = npx.multibox_detection(np.array(probs), np.array(offsets), np.array(anchors),
+                                    nms_threshold=0.5).asnumpy()
+    assert (ours[:, :, 1] >= 0.01).sum() > 5000 and (ours[:, :, 0] >= 0).sum() > 100
+    onp.testing.assert_array_equal(ours, theirs)
+
+
 def test_nms_random_vs_loop_ties_and_threshold():
     rng = onp.random.RandomState(5)
     for t in range(30):
