@@ -72,14 +72,19 @@ def _host(x, dtype='float32'):
     return onp.asarray(x, dtype=dtype)
 
 
-def _like(arr, ref):
-    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device."""
-    from mxnet import nd, np
+def _like(arr, ref, share=False):
+    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device. ``share``: on
+    ``cpu(0)``, hand ``arr``'s memory over to MXNet instead of copying it (``arr`` becomes
+    read-only: only for a fresh array nobody else writes)."""
+    from mxnet import cpu, nd, np
+    if not isinstance(ref, (np.ndarray, nd.NDArray)):
+        return arr
+    if share and ref.ctx == cpu(0) and arr.flags.c_contiguous:
+        out = nd.from_numpy(arr, zero_copy=True)
+        return out.as_np_ndarray() if isinstance(ref, np.ndarray) else out
     if isinstance(ref, np.ndarray):
         return np.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-    if isinstance(ref, nd.NDArray):
-        return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-    return arr
+    return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
 
 
 def _mx(x):
@@ -701,47 +706,53 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
         out = _multibox_detection_loops(cp, op.reshape(B, A, 4), anc[0], nms_threshold,
                                         threshold, clip, force_suppress, variances, nms_topk,
                                         kernel)
-    return _like(out, cls_probs)
+    return _like(out, cls_probs, share=True)
 
 
 def _multibox_detection_loops(cp, off, anc, nms_threshold, threshold, clip, force_suppress,
                               variances, nms_topk, kernel=None):
-    """:func:`_multibox_detection` with the per-image work in :func:`_detect_loops`
-    (compiled by Numba as ``kernel``; ``None`` runs the same loops in Python: slow)."""
+    """:func:`_multibox_detection` as the loops of :func:`_detect_loops` (compiled by Numba
+    as ``kernel``; ``None`` runs the same loops in Python: slow)."""
     f32 = onp.float32
     B, _, A = cp.shape
-    fg = cp[:, 1:, :]                                             # (B, C, A)
-    score = onp.ascontiguousarray(fg.max(axis=1), f32)            # (B, A)
-    cls = fg.argmax(axis=1).astype(f32)                           # (B, A), first maximum
     out = onp.full((B, A, 6), -1, f32)
     with onp.errstate(divide='ignore', invalid='ignore'):   # 0 / 0 is no overlap, as compiled
         (kernel or _detect_loops)(
-            score, cls, onp.ascontiguousarray(off, f32), onp.ascontiguousarray(anc, f32), out,
-            f32(threshold), 0 < nms_threshold <= 1, f32(nms_threshold), int(nms_topk),
-            bool(clip), bool(force_suppress), onp.asarray(variances, f32))
+            onp.ascontiguousarray(cp, f32), onp.ascontiguousarray(off, f32),
+            onp.ascontiguousarray(anc, f32), out, f32(threshold), 0 < nms_threshold <= 1,
+            f32(nms_threshold), int(nms_topk), bool(clip), bool(force_suppress),
+            onp.asarray(variances, f32))
     return out
 
 
-def _detect_loops(score, cls, off, anc, out, threshold, do_nms, nms_threshold, nms_topk,
-                  clip, force_suppress, v):
+def _detect_loops(cp, off, anc, out, threshold, do_nms, nms_threshold, nms_topk, clip,
+                  force_suppress, v):
     """``multibox_detection`` as plain loops over images, rows and kept boxes (compiled by
     Numba: :func:`_detection_kernel`).
 
-    ``score``, ``cls`` (B, A) float32: best foreground score and its class per anchor;
-    ``off`` (B, A, 4); ``anc`` (A, 4); ``out`` (B, A, 6) filled with -1, written in place.
-    Float32 throughout, in the operator's order of operations.
+    ``cp`` (B, C + 1, A) class probabilities; ``off`` (B, A, 4); ``anc`` (A, 4); ``out``
+    (B, A, 6) filled with -1, written in place. Float32 throughout, in the operator's order
+    of operations.
     """
     f0, f1, f2 = onp.float32(0), onp.float32(1), onp.float32(2)
-    B, A = score.shape
+    B, C, A = cp.shape
     rows = onp.empty(A, onp.int64)
+    score, cls = onp.empty(A, onp.float32), onp.empty(A, onp.float32)
     # The boxes kept so far, one coordinate per array (contiguous: the inner loop below
     # compiles to SIMD instructions).
     kx1, ky1, kx2, ky2, karea, kcls = [onp.empty(A, onp.float32) for _ in range(6)]
     for b in range(B):
+        # Each anchor's best foreground class (the first, on ties) and its probability.
+        score[:] = cp[b, 1]
+        cls[:] = 0
+        for c in range(2, C):
+            for i in range(A):
+                if cp[b, c, i] > score[i]:
+                    score[i], cls[i] = cp[b, c, i], c - 1
         # The rows scoring at least `threshold`, in anchor order.
         n = 0
         for i in range(A):
-            if score[b, i] >= threshold:
+            if score[i] >= threshold:
                 rows[n] = i
                 n += 1
         k = 0                     # rows taking part in NMS: the first k after sorting
@@ -749,7 +760,7 @@ def _detect_loops(score, cls, off, anc, out, threshold, do_nms, nms_threshold, n
             k = n if nms_topk <= 0 else min(n, nms_topk)
             # By decreasing score, ties in anchor order; beyond the top k the operator
             # leaves the unsorted rows (and suppresses them).
-            order = onp.argsort(-score[b, rows[:n]], kind='mergesort')
+            order = onp.argsort(-score[rows[:n]], kind='mergesort')
             rows[:k] = rows[:n][order[:k]]
         for p in range(n):        # decode (offset_inverse) and clip
             i = rows[p]
@@ -760,7 +771,7 @@ def _detect_loops(score, cls, off, anc, out, threshold, do_nms, nms_threshold, n
             ow = onp.exp(off[b, i, 2] * v[2]) * aw / f2
             oh = onp.exp(off[b, i, 3] * v[3]) * ah / f2
             o = out[b, p]
-            o[0], o[1], o[2], o[3], o[4], o[5] = (cls[b, i], score[b, i],
+            o[0], o[1], o[2], o[3], o[4], o[5] = (cls[i], score[i],
                                                   ox - ow, oy - oh, ox + ow, oy + oh)
             if clip:
                 for j in range(2, 6):
