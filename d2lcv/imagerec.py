@@ -45,6 +45,8 @@ import hashlib
 import io
 import json
 import os
+import queue
+import threading
 
 import numpy as onp
 
@@ -245,19 +247,65 @@ class RecordLoader:
         return full + (1 if rest and self.last_batch == 'keep' else 0)
 
     def __iter__(self):
-        self._it.reset()
-        # Read to the end (a break would waste the batches already prefetched). The last
-        # batch may be padded, or filled from the start of the data: cut it by the count.
-        left = self.num_images if self.last_batch == 'keep' else len(self) * self.batch_size
-        for batch in self._it:
-            keep = min(self.batch_size, left)
-            if keep <= 0:
-                continue
-            left -= keep
-            pixels = batch.data[0].asnumpy()[:keep]
-            X = onp.empty(pixels.shape, onp.float32)
-            self._normalize(pixels, self._table, X)
-            yield _to_mx(X), batch.label[0][:keep].as_np_ndarray()
+        # A thread reads and normalises the batches (the compiled kernel releases the GIL),
+        # two ahead of the consumer: the training step never waits for the normalisation.
+        self._finish_epoch()
+        out, stop = queue.Queue(maxsize=2), threading.Event()
+        worker = threading.Thread(target=self._produce, args=(out, stop), daemon=True)
+        self._epoch = (worker, stop)
+        worker.start()
+        try:
+            while True:
+                item = out.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield _to_mx(item[0]), item[1]
+        finally:
+            self._finish_epoch()
+
+    def _finish_epoch(self):
+        worker, stop = getattr(self, '_epoch', (None, None))
+        if worker is not None:
+            stop.set()
+            worker.join()
+            self._epoch = (None, None)
+
+    def _produce(self, out, stop):
+        def put(item):
+            while not stop.is_set():
+                try:
+                    out.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+        try:
+            self._it.reset()
+            # Read to the end (a break would waste the batches already prefetched). The
+            # last batch may be padded, or filled from the start of the data: cut it by the
+            # count.
+            left = (self.num_images if self.last_batch == 'keep'
+                    else len(self) * self.batch_size)
+            for batch in self._it:
+                if stop.is_set():     # the consumer left the epoch
+                    return
+                keep = min(self.batch_size, left)
+                if keep <= 0:
+                    continue
+                left -= keep
+                pixels = batch.data[0].asnumpy()[:keep]
+                X = onp.empty(pixels.shape, onp.float32)
+                self._normalize(pixels, self._table, X)
+                if not put((X, batch.label[0][:keep].as_np_ndarray())):
+                    return
+            put(_END)
+        except BaseException as e:     # raised in the consumer's thread
+            put(e)
+
+
+_END = object()
 
 
 def _to_mx(x):

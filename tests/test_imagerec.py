@@ -168,3 +168,16 @@ def test_train_fine_tuning_on_the_fast_path(tmp_path, monkeypatch):
         test_transform=finetune.test_augs(24, 28), verbose=False, progress=False)
     assert seen == [(12, 3, 24, 24)] * (2 * (48 // 12))
     assert onp.isfinite(result['train_loss'])
+
+
+def test_leaving_an_epoch_early_and_errors_reach_the_consumer(tmp_path):
+    ds = _folder(tmp_path / 'img', n_per_class=10, size=(16, 16))
+    spec = imagerec.augment_spec(16)
+    loader = imagerec.RecordLoader(ds, spec, 2, threads=1, cache_dir=str(tmp_path / 'rec'))
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break                                    # the reading thread stops and is joined
+    assert sum(X.shape[0] for X, _ in loader) == 20  # the next epoch is whole
+    loader._normalize = None                         # a failure inside the reading thread
+    with pytest.raises(TypeError):
+        next(iter(loader))
