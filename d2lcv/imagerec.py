@@ -224,7 +224,7 @@ class RecordLoader:
         lo_r, hi_r = s['ratio']
         kwargs = dict(
             path_imgrec=self.rec, path_imgidx=self.idx, data_shape=(3, s['size'], s['size']),
-            batch_size=batch_size, shuffle=shuffle, seed=seed, seed_aug=seed,
+            batch_size=batch_size, shuffle=shuffle, seed=seed,
             preprocess_threads=self.threads, round_batch=False,
             random_resized_crop=True, min_random_area=s['scale'][0],
             max_random_area=s['scale'][1], min_aspect_ratio=lo_r, max_aspect_ratio=hi_r,
