@@ -24,9 +24,10 @@ from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`. Where the d2lcv one runs:
   arrays with NumPy.
 * ``multibox_prior``: computed on the host and copied to the input's device (a copy *to* the
   device; ``TinySSD`` caches the anchors per shape and device).
-* ``multibox_detection``: on the host, NumPy for the decoding and a Numba-compiled loop for
-  the NMS (docs/performance.md says why); given arrays on a GPU it calls the operator, which
-  runs there, rather than copy them to the host.
+* ``multibox_detection``: on the host, as plain loops (scores, sort, decoding, NMS)
+  compiled by Numba (docs/performance.md says why; without Numba a vectorised NumPy
+  version); given arrays on a GPU it calls the operator, which runs there, rather than copy
+  them to the host.
 
 Differences from the operators, on purpose: boxes with ``x2 < x1`` or ``y2 < y1`` (anchors,
 ground truth) and wrongly shaped inputs raise ``ValueError`` naming the box, where the
