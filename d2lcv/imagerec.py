@@ -204,8 +204,9 @@ class RecordLoader:
     ``(X (B, 3, size, size) float32, y (B,) float32)`` as ``mxnet.numpy`` arrays, shuffled
     each epoch; the last partial batch is dropped (as the chapter's training loaders with
     ``last_batch='discard'``) unless ``last_batch='keep'``. ``threads``: decoding threads
-    (default ``$D2LCV_NUM_WORKERS`` or the cores, at least 1). ``len()`` is the number of
-    batches per epoch.
+    (default ``$D2LCV_NUM_WORKERS`` or the cores, at least 1; MXNet uses at most
+    ``$OMP_NUM_THREADS`` of them). ``len()`` is the number of batches per epoch; each epoch
+    draws new crops, flips and colours.
     """
 
     def __init__(self, dataset, spec, batch_size, shuffle=True, last_batch='discard',
