@@ -126,7 +126,8 @@ def download(name, cache_dir=None, timeout=30, progress=True):
         except requests.RequestException as e:
             raise DownloadError(
                 f'could not download {name!r} from {url}: {e}. Offline? Use the synthetic '
-                f'twin instead: set D2LCV_TINY=1, or run `d2lcv data synth {name}`; or put '
+                f'twin instead: `d2lcv run SECTION --tiny` (D2LCV_TINY=1 in Python, `d2lcv data '
+                f'synth {name}` for the files); or put '
                 f'the file at {fname} (sha1 {sha1}).') from e
         if h.hexdigest() != sha1:
             raise DownloadError(f'{url}: sha1 mismatch, got {h.hexdigest()}, expected {sha1}; '
