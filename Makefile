@@ -1,5 +1,7 @@
 # `make run` and `make test` set up .venv themselves on a fresh machine.
-PYTHON ?= python3
+# PYTHON: the interpreter for .venv; by default the first of python3, python3.11, python3.10...
+# that MXNet 1.9.1 supports (tools/find_python.sh says what to install when there is none)
+PYTHON ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -8,7 +10,8 @@ export OMP_WAIT_POLICY := passive
 .PHONY: run test setup bench clean
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { py=$$(sh tools/find_python.sh $(PYTHON)) && echo "$$py -m venv $(VENV)" \
+	    && $$py -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev]'
 	touch $(STAMP)
