@@ -139,8 +139,23 @@ def _run_sections(args, available, wanted, devices, label, out_dir, kvstore='dev
                   options=None):
     from .report import Report
     from .runs import RunContext
+    import datetime
+    import platform
+
+    import mxnet as mx
+
+    from . import __version__, book
     report = Report(out_dir, title=f'd2lcv run {label}' + (' (synthetic twins)' if args.tiny
-                                                           else ''))
+                                                           else ''), meta={
+        'date (UTC)': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M'),
+        'd2lcv version': __version__,
+        'command': 'd2lcv ' + ' '.join(getattr(args, 'argv', None) or sys.argv[1:]),
+        'data': 'synthetic twins (--tiny), small budgets' if args.tiny else 'real data sets',
+        'devices': ', '.join(str(d) for d in devices),
+        'kvstore': str(getattr(kvstore, 'type', kvstore)),
+        'Python / MXNet': f'{platform.python_version()} / {mx.__version__}',
+        'machine': f'{platform.machine()}, {os.cpu_count()} CPU cores',
+    })
     failed = []
     t_all = time.time()
     for name in wanted:
@@ -165,10 +180,14 @@ def _run_sections(args, available, wanted, devices, label, out_dir, kvstore='dev
             if not isinstance(kvstore, str) and kvstore is not None:
                 raise  # dist: the other workers wait for this one; fail the whole job
         seconds = time.time() - tik
+        book.compare_section(report, mod.SECTION, args.tiny)
         report.metric('seconds', round(seconds, 1))
         report.write()
         print(f'[{mod.SECTION}] {"FAILED" if name in failed else "done"} in {seconds:.1f} s',
               flush=True)
+    report.meta['total time'] = f'{time.time() - t_all:.0f} s'
+    report.meta['sections'] = (f'{len(wanted)} run, {len(failed)} failed'
+                               + (f' ({", ".join(failed)})' if failed else ''))
     index = report.write()
     print(f'report: {index} ({time.time() - t_all:.0f} s)')
     if failed:
@@ -276,6 +295,7 @@ def main(argv=None):
     if argv[:1] == ['launch']:
         return cmd_launch(argv[1:])
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 
