@@ -28,4 +28,5 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) runs data
+	rm -rf $(VENV) runs
+	find data -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -79,11 +79,11 @@ BOOK = {
         ('train_acc', 'training pixel accuracy', 0.889, 'fraction', False, 0),
     ],
     '13.13': [
-        ('valid_acc', 'validation accuracy (kaggle tiny data, 20 epochs)', 0.150, 'fraction',
+        ('valid_acc', 'validation accuracy (kaggle tiny data, 5 epochs)', 0.150, 'fraction',
          False, 0),
     ],
     '13.14': [
-        ('valid_loss', 'validation loss (kaggle tiny data, 10 epochs)', 2.153, 'per example',
+        ('valid_loss', 'validation loss (kaggle tiny data, 5 epochs)', 2.153, 'per example',
          False, 0),
         ('train_loss', 'training loss', 2.080, 'per example', False, 0),
     ],

@@ -1,7 +1,7 @@
 """Data hub: the chapter's DATA_HUB, verified downloads, safe extraction, and synthetic twins.
 
-``download(name)`` streams a DATA_HUB entry into the cache (``D2LCV_DATA_DIR``, default
-``./data``) under a temporary name, checks its sha1 and only then renames it into place, so
+``download(name)`` streams a DATA_HUB entry into the cache (:func:`data_dir`: the checkout's
+``data/`` or ``D2LCV_DATA_DIR``) under a temporary name, checks its sha1 and only then renames it into place, so
 the cache never holds a partial or corrupt file. ``download_extract(name, folder)`` unpacks
 zip and tar archives and refuses any member that would land outside the cache folder.
 
@@ -52,8 +52,18 @@ class UnsafeArchiveError(RuntimeError):
 
 
 def data_dir():
-    """The download cache folder: ``$D2LCV_DATA_DIR``, default ``./data``."""
-    return os.environ.get('D2LCV_DATA_DIR', os.path.join('.', 'data'))
+    """The download cache folder, the same wherever Python starts.
+
+    ``$D2LCV_DATA_DIR`` if set; else, when d2lcv runs from a source checkout (an editable
+    install), the checkout's ``data/`` folder; else ``~/.cache/d2lcv/data``.
+    """
+    if os.environ.get('D2LCV_DATA_DIR'):
+        return os.environ['D2LCV_DATA_DIR']
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, 'pyproject.toml')) and \
+            os.path.isdir(os.path.join(checkout, 'data')):
+        return os.path.join(checkout, 'data')
+    return os.path.join(os.path.expanduser('~'), '.cache', 'd2lcv', 'data')
 
 
 def is_tiny(tiny=None):
