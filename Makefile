@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export OMP_WAIT_POLICY := passive
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench clean notebooks
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || { py=$$(sh tools/find_python.sh $(PYTHON)) && echo "$$py -m venv $(VENV)" \
@@ -17,6 +17,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# JupyterLab on notebooks/ (installs the [notebooks] extra once). Tiny mode turns itself on
+# offline; TINY=1 forces it, TINY=0 forces the real data.
+$(VENV)/.notebooks: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev,notebooks]'
+	touch $@
+
+notebooks: $(VENV)/.notebooks
+	$(if $(TINY),D2LCV_TINY=$(TINY)) $(VENV)/bin/jupyter lab --notebook-dir=notebooks \
+	    $(if $(filter 0,$(shell id -u)),--allow-root)
 
 run: $(STAMP)
 	$(VENV)/bin/d2lcv run all --tiny
