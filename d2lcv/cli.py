@@ -12,7 +12,9 @@
 ``<out>/<time>-<sections>/`` (``--out`` defaults to ``runs``).
 """
 import argparse
+import datetime
 import os
+import platform
 import sys
 import time
 import traceback
@@ -137,14 +139,11 @@ def cmd_run(args):
 
 def _run_sections(args, available, wanted, devices, label, out_dir, kvstore='device',
                   options=None):
-    from .report import Report
-    from .runs import RunContext
-    import datetime
-    import platform
-
     import mxnet as mx
 
     from . import __version__, book
+    from .report import Report
+    from .runs import RunContext
     report = Report(out_dir, title=f'd2lcv run {label}' + (' (synthetic twins)' if args.tiny
                                                            else ''), meta={
         'date (UTC)': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M'),

@@ -98,6 +98,8 @@ def _same(a, b, tol):
 
 
 def _fmt(v):
+    if isinstance(v, (list, tuple)):  # printed arrays: 1.0 -> 1, as the book prints them
+        return '[' + ', '.join(f'{x:g}' if isinstance(x, float) else _fmt(x) for x in v) + ']'
     if isinstance(v, bool):
         return 'yes' if v else 'no'
     if isinstance(v, float):
