@@ -50,9 +50,30 @@ METRIC_LABELS = {
     'image_height': ('image height', 'px'),
     'image_width': ('image width', 'px'),
     'submission_rows': ('submission rows', 'rows'),
+    'finetune_minus_scratch': ('test accuracy, fine-tuned minus scratch', 'fraction'),
     'val_whole_image_pixel_acc': ('whole-image pixel accuracy (validation)', 'fraction'),
     'val_whole_image_miou': ('whole-image mean IoU (validation)', 'fraction'),
 }
+
+
+#: unit by the key's form, for keys METRIC_LABELS does not list (first match wins)
+_UNIT_RULES = (('style_loss', 'weighted'), ('content_loss', 'weighted'),
+               ('tv_loss', 'weighted'), ('_acc', 'fraction'), ('_acc_mean_over_epochs', 'fraction'),
+               ('_fraction', 'fraction'), ('_miou', 'fraction'), ('_loss', 'per example'),
+               ('_diff_vs_npx', 'absolute'), ('_diff_vs_mxnet', 'absolute'),
+               ('_ms_', 'ms'), ('_minutes', 'min'), ('_seconds', 's'),
+               ('num_anchors', 'boxes'), ('_images', 'images'), ('_examples', 'examples'),
+               ('_rows', 'rows'), ('_per_label', 'images'))
+
+
+def _label_unit(key):
+    """``(label, unit)`` for a metric key: METRIC_LABELS, else readable words and a unit
+    inferred from the key (``finetune_test_acc`` -> ``finetune test acc``, fraction)."""
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    unit = next((u for pattern, u in _UNIT_RULES
+                 if pattern in key or key.endswith(pattern.strip('_'))), '')
+    return key.replace('_', ' '), unit
 
 
 def new_run_dir(base='runs', name='run'):
@@ -279,10 +300,10 @@ class Report:
                 parts.append('<table><tr><th>metric</th><th>value</th><th>unit</th>'
                              '<th>key in metrics.json</th></tr>')
                 for k, v in s['metrics'].items():
-                    label, unit = METRIC_LABELS.get(k, (None, None))
+                    label, unit = _label_unit(k)
                     own_label, own_unit = s['labels'].get(k, (None, None))
-                    label = own_label or label or k.replace('_', ' ')
-                    unit = own_unit if own_unit is not None else (unit or '')
+                    label = own_label or label
+                    unit = own_unit if own_unit is not None else unit
                     parts.append(f'<tr><td>{e(label)}</td><td class="num">{e(_fmt(v))}</td>'
                                  f'<td>{e(unit)}</td><td><code>{e(k)}</code></td></tr>')
                 parts.append('</table>')
