@@ -27,6 +27,8 @@ BOOK = {
          False, 0),
         ('train_acc', 'training accuracy', 0.943, 'fraction', False, 0),
         ('train_loss', 'training loss', 0.166, 'per example', False, 0),
+        ('examples_per_sec', 'training speed (the book: two GPUs)', 3897.5, 'examples/s',
+         False, 0),
     ],
     '13.2': [
         ('finetune_test_acc', 'test accuracy, fine-tuned ResNet-18 (5 epochs)', 0.920,
@@ -54,6 +56,8 @@ BOOK = {
     '13.7': [
         ('class_err', 'class error after 20 epochs', 5.07e-3, 'fraction', False, 0),
         ('bbox_mae', 'bounding box MAE after 20 epochs', 5.42e-3, 'image fraction', False, 0),
+        ('examples_per_sec', 'training speed (the book: one GPU, last batch only)', 4496.9,
+         'examples/s', False, 0),
     ],
     '13.8': [
         ('roi_pool', 'RoI pooling of the 4x4 map, two regions',

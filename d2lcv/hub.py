@@ -1,9 +1,10 @@
 """Data hub: the chapter's DATA_HUB, verified downloads, safe extraction, and synthetic twins.
 
 ``download(name)`` streams a DATA_HUB entry into the cache (:func:`data_dir`: the checkout's
-``data/`` or ``D2LCV_DATA_DIR``) under a temporary name, checks its sha1 and only then renames it into place, so
-the cache never holds a partial or corrupt file. ``download_extract(name, folder)`` unpacks
-zip and tar archives and refuses any member that would land outside the cache folder.
+``data/`` or ``D2LCV_DATA_DIR``) under a temporary name, checks its sha1 and only then renames
+it into place, so the cache never holds a partial or corrupt file.
+``download_extract(name, folder)`` unpacks zip and tar archives and refuses any member that
+would land outside the cache folder.
 
 Offline, every entry has a *synthetic twin*: a small generated data set in the same on-disk
 layout as the extracted archive. With ``D2LCV_TINY=1`` (or ``tiny=True``)

@@ -58,7 +58,8 @@ METRIC_LABELS = {
 
 #: unit by the key's form, for keys METRIC_LABELS does not list (first match wins)
 _UNIT_RULES = (('style_loss', 'weighted'), ('content_loss', 'weighted'),
-               ('tv_loss', 'weighted'), ('_acc', 'fraction'), ('_acc_mean_over_epochs', 'fraction'),
+               ('tv_loss', 'weighted'), ('_acc', 'fraction'),
+               ('_acc_mean_over_epochs', 'fraction'),
                ('_fraction', 'fraction'), ('_miou', 'fraction'), ('_loss', 'per example'),
                ('_diff_vs_npx', 'absolute'), ('_diff_vs_mxnet', 'absolute'),
                ('_ms_', 'ms'), ('_minutes', 'min'), ('_seconds', 's'),

@@ -138,7 +138,7 @@ def test_wrong_type_or_range_fails_before_any_work(pair, message, tmp_path, caps
     calls = _spy_section(monkeypatch, _train_options())
     assert cli.main(['run', 'fake', '--set', pair, '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert message in err and f'section 13.97 fake expects' in err
+    assert message in err and 'section 13.97 fake expects' in err
     assert calls == []
 
 
@@ -210,7 +210,8 @@ def test_run_13_4_on_the_real_section(tmp_path):
 
 @pytest.mark.parametrize('typo, suggestion', [('anchor', 'anchors'), ('agument', 'augment'),
                                               ('kaggle', 'kaggle-dog or kaggle-cifar10'),
-                                              ('13.40', '13.4 or 13.14 or 13.10'), ('kaggle_dog', None)])
+                                              ('13.40', '13.4 or 13.14 or 13.10'),
+                                              ('kaggle_dog', None)])
 def test_typo_gets_a_suggestion(typo, suggestion, capsys):
     if suggestion is None:  # underscores for dashes are simply accepted
         assert runs.find_section(typo, runs.sections()) == 'kaggle-dog'
