@@ -41,6 +41,7 @@ from .dist import (broadcast_params, create_kvstore, is_distributed, kv_num_work
                    shard_loader, step_workers)
 from .fsutil import clean_stale, name_lock, temp_dir
 from .hub import mkdir_if_not_exist
+from .imagecheck import ImageFolderDataset, check_image_folder
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
 
@@ -405,14 +406,16 @@ def transform_test_dog(size=224):
 
 def read_image_folders(data_dir, folders=SPLITS):
     """``ImageFolderDataset``\\ s over ``data_dir/train_valid_test/<folder>`` (the chapter's
-    ``train_ds, valid_ds, train_valid_ds, test_ds``)."""
+    ``train_ds, valid_ds, train_valid_ds, test_ds``). Unreadable or truncated images raise
+    :class:`d2lcv.imagecheck.ImageDataError` naming them."""
     out = []
     for folder in folders:
         path = os.path.join(data_dir, 'train_valid_test', folder)
         if not os.path.isdir(path):
             raise KaggleDataError(f'{path}: missing; run reorg_cifar10_data / reorg_dog_data '
                                   'first')
-        out.append(gluon.data.vision.ImageFolderDataset(path))
+        check_image_folder(path)  # a truncated image would train as a partial picture
+        out.append(ImageFolderDataset(path))
     return out
 
 
