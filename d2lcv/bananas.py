@@ -126,8 +126,13 @@ def check_recordio(path_imgrec, path_imgidx=None):
         if path_imgidx is not None:
             _require(path_imgidx, 'RecordIO index')
             entries = []
-            with open(path_imgidx) as idx:
-                for lineno, line in enumerate(idx, 1):
+            with open(path_imgidx, 'rb') as idx:
+                for lineno, raw_line in enumerate(idx, 1):
+                    try:
+                        line = raw_line.decode('ascii')
+                    except UnicodeDecodeError:
+                        raise BananasDataError(f'{path_imgidx}: line {lineno}: not text '
+                                               f'({raw_line[:40]!r})') from None
                     if not line.strip():
                         continue
                     parts = line.split('\t')
