@@ -12,7 +12,6 @@ Two processes may build the same folder at once (two notebooks, or every worker 
   builder removes once its owner is gone (:func:`clean_stale`).
 """
 import contextlib
-import errno
 import os
 import shutil
 import sys
@@ -135,7 +134,3 @@ def name_lock(target):
     parent, name = os.path.split(os.path.abspath(target))
     return file_lock(os.path.join(parent, f'.{name}.lock'))
 
-
-def is_read_only_error(e):
-    """Whether an ``OSError`` means the folder cannot be written (permissions, RO mount)."""
-    return isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS)

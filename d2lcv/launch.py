@@ -4,9 +4,16 @@
 the parameter-server scheduler, ``num_servers`` servers and ``num_workers`` copies of
 ``command`` (the workers), each with the ``DMLC_*`` environment that MXNet's ``dist_sync`` /
 ``dist_async`` kvstore reads. Every line a process prints is streamed with its role and rank
-as a prefix (``[worker 1] ...``). The launcher never hangs: if any process fails, or a
-scheduler/server quits before the workers are done, or ``timeout`` seconds pass, it kills
-every process group it started, says which process failed, and returns non-zero.
+as a prefix (``[worker 1] ...``), in bounded pieces (a line without a newline never sits in
+memory whole). The launcher never hangs: if any process fails (exception, ``sys.exit(n)``,
+signal), or a scheduler/server quits before the workers are done, or ``timeout`` seconds
+pass, or its own output is closed (``| head``), it stops everything, says which process
+failed, and returns non-zero.
+
+Nothing outlives the launcher (Linux): each process runs under :mod:`d2lcv._guard`, a child
+subreaper that owns every process the command starts (even those that call ``setsid`` or
+ignore SIGTERM), stops them all when the command exits or the job stops, and does the same
+when the launcher itself dies (SIGKILL included) or gets SIGHUP.
 
 Worker ``i`` of the launcher is the kvstore's ``kv.rank == i``: each node gets its own
 listening port (``PORT``), allotted in increasing order, and ps-lite numbers the nodes of one

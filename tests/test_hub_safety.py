@@ -178,3 +178,16 @@ def test_deleted_file_under_the_stamp_is_extracted_again(tmp_path, monkeypatch):
     assert hub.download_extract('pack', tiny=False) == folder
     assert (cache / 'pack' / 'f7.bin').read_bytes() == bytes([7]) * SIZE
     assert (cache / 'pack' / 'f8.bin').read_bytes() == bytes([8]) * SIZE
+
+
+def test_stale_temporary_folders_removed_only_when_their_owner_is_gone(tmp_path):
+    from d2lcv import fsutil
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    live = fsutil.temp_dir(str(tmp_path), 'x')              # this process: alive
+    gone = tmp_path / f'.x.tmp-{dead.pid}-abc'               # its owner has exited
+    gone.mkdir()
+    other = tmp_path / '.y.tmp-999999999-abc'                # another name: not ours
+    other.mkdir()
+    fsutil.clean_stale(str(tmp_path), 'x')
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(live), other.name])
