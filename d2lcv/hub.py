@@ -174,7 +174,10 @@ def _safe_dest(root, name):
 
 
 def _write_stream(src, dest):
-    if os.path.lexists(dest) and not os.path.isdir(dest):
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        raise UnsafeArchiveError(f'archive member {os.path.basename(dest)!r}: a file over '
+                                 'a folder of an earlier member')
+    if os.path.lexists(dest):
         os.unlink(dest)  # never write through a link left by an earlier member
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
@@ -268,6 +271,20 @@ def _manifest(root):
     return out
 
 
+def _install(src, dst):
+    """Move the extracted ``src`` to ``dst``, replacing the old copy in one exchange.
+
+    A wrapper folder holding a single folder (``VOCdevkit/VOC2012``) is descended into when
+    it already exists, so another archive's siblings there (``VOCdevkit/VOC2007``) stay.
+    """
+    children = os.listdir(src) if os.path.isdir(src) and not os.path.islink(src) else []
+    if len(children) == 1 and os.path.isdir(dst) and not os.path.islink(dst) and \
+            os.path.isdir(os.path.join(src, children[0])):
+        _install(os.path.join(src, children[0]), os.path.join(dst, children[0]))
+    else:
+        replace_dir(src, dst)
+
+
 def extract(fname, base_dir):
     """Extract a zip or tar archive into ``base_dir``, refusing unsafe members; return the
     ``{relative path: size}`` of the files it holds.
@@ -277,7 +294,7 @@ def extract(fname, base_dir):
     leaves that folder, a link pointing outside it, a hard link to anything but an earlier
     regular member, and device or FIFO members raise :class:`UnsafeArchiveError` (and
     nothing is left behind). Only then are its top-level entries renamed into
-    ``base_dir``, replacing older copies. Concurrent callers: see :func:`download_extract`.
+    ``base_dir``, each replacing its older copy in one exchange. Concurrent callers: see :func:`download_extract`.
     """
     os.makedirs(base_dir, exist_ok=True)
     name = os.path.basename(fname)
@@ -287,7 +304,7 @@ def extract(fname, base_dir):
         _extract_into(fname, tmp)
         manifest = _manifest(tmp)
         for entry in sorted(os.listdir(tmp)):
-            replace_dir(os.path.join(tmp, entry), os.path.join(base_dir, entry))
+            _install(os.path.join(tmp, entry), os.path.join(base_dir, entry))
         return manifest
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

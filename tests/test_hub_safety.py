@@ -191,3 +191,17 @@ def test_stale_temporary_folders_removed_only_when_their_owner_is_gone(tmp_path)
     other.mkdir()
     fsutil.clean_stale(str(tmp_path), 'x')
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(live), other.name])
+
+
+def test_extract_replaces_its_own_folder_and_keeps_siblings(tmp_path):
+    out = tmp_path / 'out'
+    (out / 'VOCdevkit' / 'VOC2007').mkdir(parents=True)
+    (out / 'VOCdevkit' / 'VOC2007' / 'keep.txt').write_bytes(b'k')
+    (out / 'VOCdevkit' / 'VOC2012').mkdir()
+    (out / 'VOCdevkit' / 'VOC2012' / 'stale.txt').write_bytes(b'old')
+    _tar(tmp_path / 'v.tar', [('VOCdevkit/VOC2012/a.txt', 'file', b'a'),
+                              ('VOCdevkit/VOC2012/sub/b.txt', 'file', b'b')])
+    hub.extract(str(tmp_path / 'v.tar'), str(out))
+    assert _tree(out) == ['VOCdevkit', 'VOCdevkit/VOC2007', 'VOCdevkit/VOC2007/keep.txt',
+                          'VOCdevkit/VOC2012', 'VOCdevkit/VOC2012/a.txt',
+                          'VOCdevkit/VOC2012/sub', 'VOCdevkit/VOC2012/sub/b.txt']
