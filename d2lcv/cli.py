@@ -79,7 +79,8 @@ def cmd_run(args):
     # with --tiny the chapter's own calls inside a section (download_extract, load_data_*)
     # use the twins; figures that code writes without a path land in the run folder
     with _env(D2LCV_TINY='1' if args.tiny else None,
-              D2LCV_FIG_DIR=os.environ.get('D2LCV_FIG_DIR', out_dir)):
+              D2LCV_FIG_DIR=os.environ.get('D2LCV_FIG_DIR', out_dir),
+              D2LCV_FAST_INPUT='1' if args.fast_input else None):
         return _run_sections(args, available, wanted, devices, label, out_dir, kvstore)
 
 
@@ -168,6 +169,9 @@ def build_parser():
                      help="'device', 'local', 'dist_sync' or 'dist_async'")
     run.add_argument('--set', action='append', metavar='KEY=VALUE',
                      help='a section option, e.g. --set num_epochs=3')
+    run.add_argument('--fast-input', action='store_true',
+                     help='image folders through RecordIO and MXNet\'s threaded decoder '
+                          '(d2lcv.imagerec; sets D2LCV_FAST_INPUT=1)')
     run.set_defaults(func=cmd_run)
 
     data = sub.add_parser('data', help='list, download or synthesise data sets')
