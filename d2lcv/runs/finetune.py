@@ -10,10 +10,17 @@ from mxnet import gluon, init
 from .. import finetune
 from ..models import get_pretrained
 from ..plot import plt, show_images
+from . import nonneg_int, pos_int
 
 NAME = 'finetune'
 SECTION = '13.2'
 TITLE = 'Fine-tuning'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs of each variant (5)'),
+    'batch_size': (pos_int, 'batch size (tiny 32, full 128)'),
+    'seed': (nonneg_int, 'tiny only: random seed shared by the variants'),
+}
 
 
 def _curves(results, names):

@@ -14,10 +14,21 @@ import numpy as onp
 
 from .. import rcnn
 from ..plot import plt
+from . import choice, pos_float, pos_int
 
 NAME = 'rcnn'
 SECTION = '13.8'
 TITLE = 'Region-based CNNs (R-CNNs)'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs of TinyFasterRCNN (tiny 6, full 20)'),
+    'edge_size': (pos_int, 'image side in pixels, a multiple of 32 (tiny 64, full 256)'),
+    'batch_size': (pos_int, 'batch size (32)'),
+    'lr': (pos_float, 'Adam learning rate (1e-3)'),
+    'num_train': (pos_int, 'tiny only: training images of the mask twin (256)'),
+    'num_val': (pos_int, 'tiny only: validation images of the mask twin (64)'),
+    'roi': (choice('align', 'pool'), "RoIAlign or RoI pooling ('align')"),
+}
 
 
 def _show(ax, mat, title):

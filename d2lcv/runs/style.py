@@ -9,10 +9,22 @@ from mxnet import image
 from .. import style
 from ..augment import img_path
 from ..plot import plt
+from . import pos_float, pos_int, size2, text
 
 NAME = 'style'
 SECTION = '13.12'
 TITLE = 'Neural style transfer'
+
+OPTIONS = {
+    'weights': (text, "VGG-19 weights: 'auto' (ImageNet if found, else random) or a path"),
+    'image_shape': (size2, 'stage-1 size W,H (tiny 72,48, full 225,150)'),
+    'lr': (pos_float, 'Adam learning rate (tiny 0.05, full 0.01)'),
+    'num_epochs': (pos_int, 'stage-1 steps (tiny 100, full 500)'),
+    'lr_decay_epoch': (pos_int, 'stage-1 lr x0.1 every this many steps'),
+    'upscale': (pos_int, 'stage-2 size factor per side (tiny 2, full 4)'),
+    'num_epochs2': (pos_int, 'stage-2 steps (tiny 25, full 300)'),
+    'lr_decay_epoch2': (pos_int, 'stage-2 lr x0.1 every this many steps'),
+}
 
 
 def _loss_figure(histories):
