@@ -60,5 +60,6 @@ def test_run_multiscale_and_rcnn(run_section):
     assert m['roi_pool'] == [[[5, 6], [9, 10]], [[9, 11], [13, 15]]]
     assert m['roi_pool_max_abs_diff_vs_npx'] == 0
     assert m['roi_align_max_abs_diff_vs_mxnet'] < 1e-5
-    assert files == ['13_8_roi_pooling.png', '13_8_rcnn_curves.png', '13_8_rcnn_predictions.png']
+    assert files == ['13_8_roi_pooling.png', '13_8_training.png', '13_8_rcnn_curves.png',
+                     '13_8_rcnn_predictions.png']
     assert {'val_map50', 'val_mask_iou', 'val_mask_iou_filled_boxes'} <= set(m)

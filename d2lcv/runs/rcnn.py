@@ -90,6 +90,8 @@ def train(ctx):
                                     val_iter=val_iter, map_every=max(1, num_epochs // 3),
                                     save_path=rep.path('13_8_training.png'), verbose=False)
     minutes = (time.time() - tik) / 60
+    rep.attach('13_8_training.png', 'The Animator during training: RPN loss, box-head loss, '
+               'class error of the sampled regions, validation mAP@0.5')
     val = rcnn.evaluate_rcnn(net, val_iter, devices=devices)
     for key in ('rpn_loss', 'head_loss', 'mask_loss', 'head_err', 'examples_per_sec'):
         rep.metric(key, round(float(result[key]), 4))
