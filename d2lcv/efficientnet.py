@@ -282,14 +282,23 @@ class FeatureTaps(nn.HybridBlock):
                 raise ValueError(f"unknown tap {t!r}: use 'stem', 'block<i>', 'expand<i>', "
                                  "'head'")
             last = max(last, k)
+        # the deepest block is only run to its expansion when nothing deeper is asked for
+        self._last_expand_only = all(t != f'block{last - 1}' for t in self.taps) and \
+            last <= n and any(t == f'expand{last - 1}' for t in self.taps)
         with self.name_scope():
             # layers 0 (adapter + stem) .. last, shared with net
             self.layers = nn.HybridSequential(prefix='')
             self.layers.add(net.features[0], net.features[1])
-            for i in range(min(last, n)):
+            for i in range(min(last, n) - self._last_expand_only):
                 self.layers.add(net.blocks[i])
             if last == n + 1:
                 self.layers.add(net.features[2 + n])
+            # only the expansion of the deepest block: its other layers stay out of the graph
+            self.last_expand = None
+            if self._last_expand_only:
+                blk = net.blocks[last - 1]
+                self.last_expand = nn.HybridSequential(prefix='')
+                self.last_expand.add(blk._expand_conv, blk._bn0, blk.act)
 
     def hybrid_forward(self, F, X):
         found = {}
@@ -305,6 +314,8 @@ class FeatureTaps(nn.HybridBlock):
             else:
                 X = blk(X)
                 found['head'] = X
+        if self.last_expand is not None:
+            found[f'expand{n_blocks}'] = self.last_expand(X)
         return [found[t] for t in self.taps]
 
 
