@@ -63,7 +63,9 @@ LITE0_BLOCKS = (
 STAGE_INDEX = {2: 2, 4: 4, 8: 6, 16: 12, 32: 18}
 STAGE_CHANNELS = {2: 16, 4: 24, 8: 40, 16: 112, 32: 1280}
 
-_BN_EPS, _BN_MOMENTUM = 1e-3, 0.99
+# momentum: Gluon's 0.9, not TF's 0.99, so that a short fine-tuning run's running statistics
+# catch up with the new data (inference only reads them; the converted values are unchanged)
+_BN_EPS, _BN_MOMENTUM = 1e-3, 0.9
 
 
 def torch_name(gluon_name):
