@@ -1,24 +1,50 @@
-"""Benchmark: d2lcv's multibox_target / multibox_detection against MXNet's operators and a
-per-image, per-box loop version of the chapter's algorithm, on the TinySSD workload.
+"""Benchmark: d2lcv's multibox_target / multibox_detection against MXNet's operators (what
+the chapter calls), on the TinySSD workload, with the outputs checked equal in the same run.
 
 Workload: batch 32; 5,444 anchors from feature maps 32, 16, 8, 4, 1 with the chapter's sizes
 and ratios; 1-3 objects per image (padded with -1 rows to 3); two classes (background +
-banana), so ``cls_probs`` is (32, 2, 5444). Detection uses softmax(randn) probabilities, so
-nearly every anchor clears the 0.01 score threshold and enters NMS (the worst case; a trained
-model sends far fewer boxes to NMS). The loop versions are timed on a few images and scaled to
-the batch (they are linear in the number of images), which is stated in the output. Times are
-medians of wall-clock and of this process's CPU time: on a shared machine the CPU time is the
-steadier figure (all three run on one thread: set OMP_NUM_THREADS=1).
+banana), so ``cls_probs`` is (32, 2, 5444). Two detection workloads:
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_anchors.py [--repeat 7] [--loop-images 2]
+* worst case: softmax(randn) probabilities, so ~all 5,441 boxes per image clear the 0.01
+  score threshold and enter NMS;
+* realistic: the background logit raised by 8 (as a trained detector: ~1% of the anchors
+  enter NMS).
+
+Contenders, all given the same inputs:
+
+* ``multibox_target``: d2lcv on MXNet arrays (MXNet array operations on their device, the
+  training path), d2lcv on NumPy arrays (the NumPy implementation), ``npx.multibox_target``;
+* ``multibox_detection``: d2lcv (NumPy + the Numba-compiled loops; given MXNet arrays, so its
+  time includes the copies to and from the host), ``npx.multibox_detection``.
+
+Every contender runs once per round, in a rotating order, for ``--repeat`` rounds after a
+warm-up (which also compiles the Numba kernel): medians of wall-clock and of this process's
+CPU time (the steadier figure on a shared machine), and ratios within the run. The script
+pins ``OMP_NUM_THREADS`` itself (default 1: one thread for everyone) before MXNet starts.
+
+    python benchmarks/bench_anchors.py [--repeat 9] [--threads 1]
 """
 import argparse
-import math
 import os
 import statistics
 import sys
 import time
 
+
+def _pin_threads(argv):
+    """Set OMP_NUM_THREADS from ``--threads`` before MXNet / NumPy are imported."""
+    threads = '1'
+    for i, a in enumerate(argv):
+        if a == '--threads' and i + 1 < len(argv):
+            threads = argv[i + 1]
+        elif a.startswith('--threads='):
+            threads = a.split('=', 1)[1]
+    os.environ['OMP_NUM_THREADS'] = threads
+    os.environ.setdefault('OMP_WAIT_POLICY', 'passive')
+    os.environ['NUMBA_NUM_THREADS'] = threads
+
+
+_pin_threads(sys.argv[1:])
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as onp  # noqa: E402
@@ -26,7 +52,6 @@ from mxnet import np, npx  # noqa: E402
 
 import d2lcv  # noqa: E402,F401
 from d2lcv import anchors as A  # noqa: E402
-from d2lcv import anchors_ref as R  # noqa: E402
 
 SIZES = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
 RATIOS = [[1, 2, 0.5]] * 5
@@ -48,162 +73,100 @@ def workload(batch=32, seed=0, background_bias=0.0):
     logits[:, 0] += background_bias           # > 0: mostly background, as a trained model
     cls_probs = onp.exp(logits) / onp.exp(logits).sum(axis=1, keepdims=True)
     offsets = (0.1 * rng.randn(batch, 4 * n_anc)).astype('float32')
-    return anchors, labels, cls_probs, offsets
+    return anchors, labels, cls_probs.astype('float32'), offsets
 
 
-def timeit(fn, repeat):
-    """Median wall and CPU (this process) seconds of ``repeat`` calls after one warm-up."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        npx.waitall()
-        wall.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return statistics.median(wall), statistics.median(cpu)
+def _sync(outs):
+    for o in (outs if isinstance(outs, (tuple, list)) else [outs]):
+        if hasattr(o, 'wait_to_read'):
+            o.wait_to_read()
 
 
-# Plain-Python loop versions of the chapter's algorithms (lists and floats, one anchor, box and
-# pair at a time): what a direct transcription of the text runs like. d2lcv.anchors_ref has
-# the same loops on float32 NumPy scalars (the tests' oracle; slower still).
-def _iou_py(a, b):
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return 0.0 if union <= 0 else inter / union
+def interleaved(contenders, repeat):
+    """Median wall and CPU seconds per contender; each round runs all, in a rotating order."""
+    names = list(contenders)
+    for name in names:                       # warm-up (and Numba's compilation)
+        _sync(contenders[name]())
+    wall = {n: [] for n in names}
+    cpu = {n: [] for n in names}
+    for r in range(repeat):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            t, c = time.perf_counter(), time.process_time()
+            _sync(contenders[name]())
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in names}
 
 
-def target_loop_py(anchors, labels, threshold=0.5):
-    anchors, labels = anchors[0].tolist(), labels.tolist()
-    out = []
-    for lab in labels:
-        gts = []
-        for row in lab:
-            if row[0] == -1:
-                break
-            gts.append(row)
-        A = len(anchors)
-        offsets, mask, cls = [0.0] * (4 * A), [0.0] * (4 * A), [0.0] * A
-        if not gts:
-            out.append((offsets, mask, [-1.0] * A))
-            continue
-        table = [[_iou_py(a, g[1:]) for g in gts] for a in anchors]
-        match, done = [-1] * A, [False] * len(gts)
-        while not all(done):
-            best, bi, bj = 1e-6, -1, -1
-            for i in range(A):
-                if match[i] < 0:
-                    for j in range(len(gts)):
-                        if not done[j] and table[i][j] > best:
-                            best, bi, bj = table[i][j], i, j
-            if bi < 0:
-                break
-            match[bi], done[bj] = bj, True
-        for i in range(A):
-            if match[i] < 0:
-                j = max(range(len(gts)), key=lambda j: table[i][j])
-                if table[i][j] > threshold:
-                    match[i] = j
-        for i, a in enumerate(anchors):
-            if match[i] >= 0:
-                g = gts[match[i]]
-                aw, ah = a[2] - a[0], a[3] - a[1]
-                offsets[4 * i:4 * i + 4] = [
-                    ((g[1] + g[3]) / 2 - (a[0] + a[2]) / 2) / aw / 0.1,
-                    ((g[2] + g[4]) / 2 - (a[1] + a[3]) / 2) / ah / 0.1,
-                    math.log((g[3] - g[1]) / aw) / 0.2, math.log((g[4] - g[2]) / ah) / 0.2]
-                mask[4 * i:4 * i + 4] = [1.0] * 4
-                cls[i] = g[0] + 1
-        out.append((offsets, mask, cls))
-    return out
+def _host(x):
+    return x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
 
 
-def detection_loop_py(cls_probs, offset_preds, anchors, nms_threshold=0.5, threshold=0.01):
-    anchors = anchors[0].tolist()
-    out = []
-    for probs, offs in zip(cls_probs.tolist(), offset_preds.tolist()):
-        rows = []
-        for i, a in enumerate(anchors):
-            c = max(range(1, len(probs)), key=lambda j: probs[j][i])
-            score = probs[c][i]
-            if score < threshold:
-                continue
-            p = offs[4 * i:4 * i + 4]
-            aw, ah = a[2] - a[0], a[3] - a[1]
-            x, y = p[0] * 0.1 * aw + (a[0] + a[2]) / 2, p[1] * 0.1 * ah + (a[1] + a[3]) / 2
-            w, h = math.exp(p[2] * 0.2) * aw / 2, math.exp(p[3] * 0.2) * ah / 2
-            box = [min(max(v, 0.0), 1.0) for v in (x - w, y - h, x + w, y + h)]
-            rows.append([c - 1, score] + box)
-        rows.sort(key=lambda r: -r[1])
-        for p, r in enumerate(rows):
-            if r[0] < 0:
-                continue
-            for q in rows[p + 1:]:
-                if q[0] == r[0] and _iou_py(r[2:], q[2:]) >= nms_threshold:
-                    q[0] = -1
-        out.append(rows)
-    return out
+def check_target(outs, ref):
+    """Classes and masks equal; offsets within 1e-5 (the last bits of log)."""
+    for out in outs:
+        for name, a, b in zip(('offsets', 'mask', 'classes'), out, ref):
+            a, b = _host(a), _host(b)
+            if name == 'offsets':
+                onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            else:
+                onp.testing.assert_array_equal(a, b)
+
+
+def report(title, res, ours, ref, note=''):
+    print(f'{title}{note}')
+    for name, (wall, cpu) in res.items():
+        print(f'  {name:34s} wall {1e3 * wall:8.1f} ms   cpu {1e3 * cpu:8.1f} ms')
+    for name in ours:
+        w, c = res[ref][0] / res[name][0], res[ref][1] / res[name][1]
+        print(f'  -> {ref} / {name}: wall {w:.2f}x, cpu {c:.2f}x '
+              f'({"faster" if c >= 1 else "SLOWER"} by cpu time)')
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--repeat', type=int, default=7)
-    ap.add_argument('--loop-images', type=int, default=2,
-                    help='images the loop versions run on (their time is scaled to the batch)')
+    ap.add_argument('--repeat', type=int, default=9)
     ap.add_argument('--batch', type=int, default=32)
-    ap.add_argument('--background-bias', type=float, default=0.0,
-                    help='added to the background logit: 0 sends ~all anchors to NMS (the '
-                         'default, worst case); 8 sends ~1%%, more like a trained detector')
+    ap.add_argument('--threads', default='1', help='OMP_NUM_THREADS (set by the script)')
     args = ap.parse_args(argv)
-    anchors, labels, cls_probs, offsets = workload(args.batch,
-                                                   background_bias=args.background_bias)
-    to_nms = int((cls_probs[:, 1] >= 0.01).sum())
+    print(f'OMP_NUM_THREADS={os.environ["OMP_NUM_THREADS"]}, median of {args.repeat} '
+          'interleaved rounds; machine shared: prefer the ratios')
+    results = {}
+
+    anchors, labels, _, _ = workload(args.batch)
     B, n_anc = labels.shape[0], anchors.shape[1]
-    print(f'workload: batch {B}, {n_anc} anchors, {int((labels[..., 0] >= 0).sum())} objects, '
-          f'OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}, median of '
-          f'{args.repeat}; loops timed once on {args.loop_images} image(s), scaled to {B}; '
-          f'{to_nms / B:.0f} boxes per image score >= 0.01 and enter NMS')
-    # The operator works on MXNet arrays; d2lcv is given the same MXNet arrays (its time
-    # includes the copies to and from the host).
-    m_anc, m_lab = np.array(anchors), np.array(labels)
-    m_cls, m_off, m_zero = np.array(cls_probs), np.array(offsets), np.zeros((B, 2, n_anc))
-
-    def sync(outs):
-        for o in (outs if isinstance(outs, (tuple, list)) else [outs]):
-            o.wait_to_read()
-
-    k = args.loop_images
-    scale = B / k
-    res = {
-        ('target', 'd2lcv'): timeit(lambda: sync(A.multibox_target(m_anc, m_lab, m_zero)),
-                                    args.repeat),
-        ('target', 'npx'): timeit(lambda: sync(npx.multibox_target(m_anc, m_lab, m_zero)),
-                                  args.repeat),
-        ('target', 'loop (Python floats)'): tuple(
-            t * scale for t in timeit(lambda: target_loop_py(anchors, labels[:k]), 1)),
-        ('target', 'loop (float32 oracle)'): tuple(
-            t * scale for t in timeit(lambda: R.multibox_target_ref(anchors, labels[:k]), 1)),
-        ('detection', 'd2lcv'): timeit(
-            lambda: sync(A.multibox_detection(m_cls, m_off, m_anc)), args.repeat),
-        ('detection', 'npx'): timeit(
-            lambda: sync(npx.multibox_detection(m_cls, m_off, m_anc, nms_threshold=0.5)),
-            args.repeat),
-        ('detection', 'loop (Python floats)'): tuple(t * scale for t in timeit(
-            lambda: detection_loop_py(cls_probs[:k], offsets[:k], anchors), 1)),
-        ('detection', 'loop (float32 oracle)'): tuple(t * scale for t in timeit(
-            lambda: R.multibox_detection_ref(cls_probs[:k], offsets[:k], anchors), 1)),
+    m_anc, m_lab, m_zero = np.array(anchors), np.array(labels), np.zeros((B, 2, n_anc))
+    target = {
+        'd2lcv, MXNet arrays (on device)': lambda: A.multibox_target(m_anc, m_lab, m_zero),
+        'd2lcv, NumPy arrays': lambda: A.multibox_target(anchors, labels),
+        'npx.multibox_target': lambda: npx.multibox_target(m_anc, m_lab, m_zero),
     }
-    for what in ('target', 'detection'):
-        print(f'multibox_{what}:')
-        d_wall, d_cpu = res[what, 'd2lcv']
-        for impl in ('d2lcv', 'npx', 'loop (Python floats)', 'loop (float32 oracle)'):
-            wall, cpu = res[what, impl]
-            ratio = '' if impl == 'd2lcv' else (f'   {impl} / d2lcv: wall {wall / d_wall:8.2f}x'
-                                                f'  cpu {cpu / d_cpu:8.2f}x')
-            print(f'  {impl:22s} wall {1e3 * wall:10.1f} ms   cpu {1e3 * cpu:10.1f} ms{ratio}')
-    return res
+    check_target([target['d2lcv, MXNet arrays (on device)'](),
+                  target['d2lcv, NumPy arrays']()], target['npx.multibox_target']())
+    res = interleaved(target, args.repeat)
+    report(f'multibox_target: batch {B}, {n_anc} anchors, '
+           f'{int((labels[..., 0] >= 0).sum())} objects (outputs checked equal)', res,
+           ['d2lcv, MXNet arrays (on device)', 'd2lcv, NumPy arrays'], 'npx.multibox_target')
+    results['target'] = res
+
+    for label, bias in (('worst case', 0.0), ('realistic', 8.0)):
+        anchors, labels, cls_probs, offsets = workload(args.batch, background_bias=bias)
+        m_anc, m_cls, m_off = np.array(anchors), np.array(cls_probs), np.array(offsets)
+        det = {
+            'd2lcv (Numba)': lambda: A.multibox_detection(m_cls, m_off, m_anc),
+            'npx.multibox_detection': lambda: npx.multibox_detection(m_cls, m_off, m_anc,
+                                                                     nms_threshold=0.5),
+        }
+        ours, theirs = _host(det['d2lcv (Numba)']()), _host(det['npx.multibox_detection']())
+        onp.testing.assert_array_equal(ours, theirs)          # row for row, bit for bit
+        to_nms = int((cls_probs[:, 1] >= 0.01).sum()) / B
+        kept = int((ours[..., 0] >= 0).sum()) / B
+        res = interleaved(det, args.repeat)
+        report(f'multibox_detection, {label}: {to_nms:.0f} boxes per image enter NMS, '
+               f'{kept:.0f} kept (outputs equal bit for bit)', res, ['d2lcv (Numba)'],
+               'npx.multibox_detection')
+        results[label] = res
+    return results
 
 
 if __name__ == '__main__':

@@ -24,13 +24,14 @@ _npx.set_np()
 
 from .devices import try_gpu, try_all_gpus, split_batch, resolve_devices  # noqa: E402
 from .hub import (DATA_HUB, DATA_URL, download, download_extract, mkdir_if_not_exist,  # noqa
-                  synth_twin, is_tiny)
+                  synth_twin, is_tiny, data_dir)
+from .notebook import setup  # noqa: E402
 from .plot import plt, use_svg_display, set_figsize, set_axes, show_images, Animator  # noqa
 from .train import (Timer, Accumulator, accuracy, evaluate_accuracy_gpus,  # noqa: E402
                     train_batch_ch13, train_ch13, get_dataloader_workers, corr2d)
 from .models import Residual, resnet18  # noqa: E402
 from .models import get_pretrained, import_weights, PretrainedWeightsMissing  # noqa: E402
-from .augment import apply, load_cifar10, train_with_data_aug  # noqa: E402
+from .augment import apply, load_cifar10, train_with_data_aug, img_path  # noqa: E402
 from .finetune import (load_hotdog, hotdog_datasets, make_finetune_net,  # noqa: E402
                        freeze_features, train_fine_tuning, compare_finetune_scratch)
 from .style import (preprocess, postprocess, extract_features, get_contents,  # noqa: E402

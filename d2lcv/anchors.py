@@ -14,10 +14,20 @@ Every function is batch-first and vectorised (no Python loop over images, boxes 
 ================================  =========================================================
 
 Where the chapter calls an ``npx`` operator, the function takes ``impl='d2lcv'`` (this
-module's readable NumPy implementation, the default) or ``impl='npx'`` (MXNet's operator).
-Both run the same algorithm and give the same numbers (the tests check it): the d2lcv one is
-there to be read, and runs on the host; the operator runs where its inputs live (CPU/GPU).
-The default comes from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`.
+module's readable implementation, the default) or ``impl='npx'`` (MXNet's operator). Both
+run the same algorithm and give the same numbers (the tests check it). The default comes
+from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`. Where the d2lcv one runs:
+
+* ``multibox_target`` (the training step): where its inputs live. MXNet arrays, on a GPU or
+  a CPU, are labelled with MXNet array operations on their device (no copy to the host, no
+  synchronisation: ``tests/test_transfers.py`` counts the reads of a training step); NumPy
+  arrays with NumPy.
+* ``multibox_prior``: computed on the host and copied to the input's device (a copy *to* the
+  device; ``TinySSD`` caches the anchors per shape and device).
+* ``multibox_detection``: on the host, as plain loops (scores, sort, decoding, NMS)
+  compiled by Numba (docs/performance.md says why; without Numba a vectorised NumPy
+  version); given arrays on a GPU it calls the operator, which runs there, rather than copy
+  them to the host.
 
 Differences from the operators, on purpose: boxes with ``x2 < x1`` or ``y2 < y1`` (anchors,
 ground truth) and wrongly shaped inputs raise ``ValueError`` naming the box, where the
@@ -34,6 +44,7 @@ __all__ = ['multibox_prior', 'box_iou', 'assign_anchor_to_bbox', 'offset_boxes',
 
 IMPLS = ('d2lcv', 'npx')
 VARIANCES = (0.1, 0.1, 0.2, 0.2)
+_FLT_MIN = float(onp.finfo(onp.float32).tiny)
 _default_impl = os.environ.get('D2LCV_ANCHORS_IMPL', 'd2lcv')
 
 
@@ -62,14 +73,19 @@ def _host(x, dtype='float32'):
     return onp.asarray(x, dtype=dtype)
 
 
-def _like(arr, ref):
-    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device."""
-    from mxnet import nd, np
+def _like(arr, ref, share=False):
+    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device. ``share``: on
+    ``cpu(0)``, hand ``arr``'s memory over to MXNet instead of copying it (``arr`` becomes
+    read-only: only for a fresh array nobody else writes)."""
+    from mxnet import cpu, nd, np
+    if not isinstance(ref, (np.ndarray, nd.NDArray)):
+        return arr
+    if share and ref.ctx == cpu(0) and arr.flags.c_contiguous:
+        out = nd.from_numpy(arr, zero_copy=True)
+        return out.as_np_ndarray() if isinstance(ref, np.ndarray) else out
     if isinstance(ref, np.ndarray):
         return np.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-    if isinstance(ref, nd.NDArray):
-        return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-    return arr
+    return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
 
 
 def _mx(x):
@@ -80,6 +96,11 @@ def _mx(x):
     if isinstance(x, nd.NDArray):
         return x.as_np_ndarray()
     return np.array(onp.asarray(x, dtype='float32'))
+
+
+def _on_gpu(x):
+    ctx = getattr(x, 'ctx', None)
+    return ctx is not None and ctx.device_type == 'gpu'
 
 
 def _is_symbol(x):
@@ -340,7 +361,8 @@ def _num_valid_labels(lab):
 
 
 def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, ignore_label=-1,
-                    variances=VARIANCES, negative_mining_ratio=-1, impl=None, **kwargs):
+                    variances=VARIANCES, negative_mining_ratio=-1, impl=None, check=False,
+                    **kwargs):
     """Label anchors with classes and offsets, as ``npx.multibox_target``.
 
     Parameters
@@ -350,6 +372,14 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
         padding and ends its image's list (rows after it are ignored).
     cls_preds : (B, C + 1, A), unused unless hard negative mining; may be None.
     overlap_threshold : IoU above which an unmatched anchor takes its best box.
+
+    check : with MXNet inputs, also check the values (box corners, padding rows) as for
+        NumPy inputs; this reads them to the host, so the training loop leaves it off.
+
+    With ``impl='d2lcv'``, MXNet arrays (``mx.np`` or ``mx.nd``) are labelled with MXNet
+    array operations on their own device (:func:`_multibox_target_mx`: no copy to the host,
+    no synchronisation, so a training step stays asynchronous on a GPU); NumPy arrays with
+    NumPy. Both give the operator's numbers. Shapes are checked either way.
 
     Returns
     -------
@@ -370,6 +400,12 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     if negative_mining_ratio is not None and negative_mining_ratio > 0 or kwargs:
         raise NotImplementedError('hard negative mining is not in the d2lcv implementation; '
                                   "use impl='npx'")
+    if hasattr(labels, 'asnumpy') and hasattr(anchors, 'asnumpy') and not check:
+        # MXNet arrays stay where they are (GPU or CPU): no copy to the host, no sync.
+        out = _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold,
+                                  ignore_label, variances)
+        from mxnet import np
+        return out if isinstance(labels, np.ndarray) else tuple(o.as_nd_ndarray() for o in out)
     anc, lab = _host(anchors), _host(labels)
     if anc.ndim == 2:
         anc = anc[None]
@@ -406,6 +442,121 @@ def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variance
     off[bi, ai] = _offset_boxes(anc[ai], gt[:, 1:], variances)
     mask = onp.zeros((B, A, 4), 'float32')
     mask[bi, ai] = 1
+    return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
+
+
+def _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold, ignore_label,
+                        variances):
+    """:func:`_multibox_target` in MXNet array operations, on ``labels``' device.
+
+    The same algorithm and float32 formulas as the NumPy version, so the same numbers; only
+    shapes are checked (a value check would need the values on the host). The greedy pass
+    runs a fixed ``M`` rounds (one per ground-truth row) instead of stopping early: stopping
+    would need to read a flag on the host, and a round with nothing left to match changes
+    nothing.
+    """
+    from mxnet import np, npx
+    lab = labels if isinstance(labels, np.ndarray) else labels.as_np_ndarray()
+    anc = anchors if isinstance(anchors, np.ndarray) else anchors.as_np_ndarray()
+    ctx = lab.ctx
+    if anc.ctx != ctx:
+        anc = anc.as_in_ctx(ctx)      # device to device
+    if anc.ndim == 2:
+        anc = anc.reshape(1, -1, 4)
+    _check_last(anc, 4, 'anchors')
+    _check_last(lab, 5, 'labels')
+    if anc.ndim != 3 or anc.shape[0] != 1:
+        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
+    if lab.ndim != 3:
+        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
+    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
+                                  or cls_preds.shape[-1] != anc.shape[1]):
+        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
+                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
+                         '(B, C + 1, A)')
+    lab, anc = lab.astype('float32', copy=False), anc[0].astype('float32', copy=False)
+    B, M, A = lab.shape[0], lab.shape[1], anc.shape[0]
+    if M == 0:
+        z = np.zeros((B, 4 * A), ctx=ctx)
+        return z, z.copy(), np.full((B, A), ignore_label, ctx=ctx, dtype='float32')
+    # Coordinate planes, so that every piece is a view along the first axis (MXNet's
+    # slicing along the last axis, `split` and reductions over a middle axis are slow).
+    lab_t = lab.transpose(2, 1, 0)                               # (5, M, B)
+    g = [lab_t[k + 1].reshape(M, B, 1) for k in range(4)]        # (M, B, 1) each
+    anc_t = anc.T                                                # (4, A)
+    a = [anc_t[k].reshape(1, 1, A) for k in range(4)]            # (1, 1, A) each
+    # Rows before the first class -1 count: (M, B) 1/0.
+    gt_ok = (np.cumsum(lab_t[0] == -1, axis=0) == 0).astype('float32')
+    # IoU (M, B, A): the NumPy version's formula and order of float32 operations; padding
+    # rows get 0, which never matches (matching needs IoU > 1e-6, the threshold pass > thr).
+    iw = np.maximum(np.minimum(g[2], a[2]) - np.maximum(g[0], a[0]), 0)
+    ih = np.maximum(np.minimum(g[3], a[3]) - np.maximum(g[1], a[1]), 0)
+    inter = iw * ih
+    union = ((g[2] - g[0]) * (g[3] - g[1])) + ((a[2] - a[0]) * (a[3] - a[1])) - inter
+    # 0 where the union is <= 0 (then inter is 0 too) without a slow `where`: a union > 0
+    # is at least float32's smallest normal number (in [0, 1] coordinates).
+    iou = inter / np.maximum(union, _FLT_MIN) * gt_ok[:, :, None]
+    # Greedy pass: M rounds. Each reduces along the contiguous anchor axis and removes the
+    # matched anchor (and box) by multiplying by a 0/1 mask (IoU >= 0: exact).
+    work = iou                                                   # matched anchors zeroed
+    box_free = gt_ok                                             # (M, B) boxes left, 1/0
+    match = -np.ones((B, A), ctx=ctx, dtype='float32')          # box index per anchor
+    anchor_ids = np.arange(A, ctx=ctx, dtype='float32')[None]   # (1, A)
+    box_ids = np.arange(M, ctx=ctx, dtype='float32')[:, None]   # (M, 1)
+    for _ in range(M):
+        first = np.argmax(work, axis=2)                          # (M, B) each box's best anchor
+        val = npx.pick(work, first, axis=2) * box_free           # (M, B) ... and its IoU
+        first = first.astype('float32')
+        best = val.max(axis=0, keepdims=True)                    # (1, B) largest IoU left
+        # Ties: the lowest anchor reaching the maximum, then the lowest box (the operator's
+        # scan order). A box reaching it at that anchor has it as its own first maximum.
+        at_best = (val == best).astype('float32')
+        a_best = np.where(at_best, first, float(A)).min(axis=0, keepdims=True)   # (1, B)
+        m_best = np.argmax(at_best * (first == a_best).astype('float32'), axis=0)
+        m_best = m_best.astype('float32')[None]                  # (1, B)
+        hit = (best > 1e-6).astype('float32')                    # (1, B)
+        is_a = (anchor_ids == a_best.T).astype('float32') * hit.T   # (B, A)
+        is_m = (box_ids == m_best).astype('float32') * hit       # (M, B)
+        match = match + is_a * (m_best.T - match)               # small integers: exact
+        work = work * (1 - is_a)[None]
+        box_free = box_free * (1 - is_m)
+    # Threshold pass over the anchors left unmatched: each anchor's first best box, by a
+    # running maximum over the M rows.
+    best_iou, best_gt = iou[0], np.zeros((B, A), ctx=ctx)
+    for m in range(1, M):
+        better = (iou[m] > best_iou).astype('float32')
+        best_iou = np.maximum(best_iou, iou[m])
+        best_gt = best_gt + better * (m - best_gt)
+    thr = overlap_threshold if overlap_threshold > 0 else float('inf')
+    extra = (match < 0).astype('float32') * (best_iou > thr).astype('float32')
+    match = match + extra * (best_gt - match)
+    pos = (match >= 0).astype('float32')                         # (B, A)
+    # Offsets are computed for every anchor and zeroed for the negatives by the mask; a
+    # negative must then give finite numbers (inf * 0 is nan), so it takes a "safe" copy of
+    # its own anchor (sides > 0) as its box. A positive anchor and its box both have sides
+    # > 0 (IoU > 1e-6), so for them the safe sides are their own: the same numbers.
+    aw = [anc_t[2] - anc_t[0], anc_t[3] - anc_t[1]]              # (A,) each
+    aw = [np.where(w > 0, w, 1.) for w in aw]
+    safe = np.stack([np.zeros(A, ctx=ctx), anc_t[0], anc_t[1], anc_t[0] + aw[0],
+                     anc_t[1] + aw[1]])                          # (5, A)
+    table = np.concatenate([lab.reshape(B * M, 5), safe.T], axis=0)   # (B * M + A, 5)
+    # Row of each anchor's box in `table`: b * M + match, or B * M + anchor (float32
+    # holds these integers exactly below 2 ** 24).
+    first_row = np.arange(B, ctx=ctx, dtype='float32')[:, None] * M
+    row = pos * (first_row + match) + (1 - pos) * (B * M + anchor_ids)
+    # Gathering rows is fast (mx.np.take_along_axis would fall back to NumPy on the host).
+    gt = np.take(table, row.reshape(-1).astype('int64'), axis=0).T   # (5, B * A)
+    f = [gt[k + 1].reshape(B, A) for k in range(4)]
+    ax, ay = (anc_t[0] + anc_t[2]) * 0.5, (anc_t[1] + anc_t[3]) * 0.5   # (A,)
+    gw, gh = f[2] - f[0], f[3] - f[1]
+    gx, gy = (f[0] + f[2]) * 0.5, (f[1] + f[3]) * 0.5
+    v = [float(onp.float32(x)) for x in variances]
+    off = np.stack([(gx - ax) / aw[0] / v[0] * pos, (gy - ay) / aw[1] / v[1] * pos,
+                    np.log(gw / aw[0]) / v[2] * pos, np.log(gh / aw[1]) / v[3] * pos],
+                   axis=-1)                                      # (B, A, 4)
+    mask = np.broadcast_to(pos.reshape(B, A, 1), (B, A, 4))
+    background = np.where(gt_ok[0] == 0, float(ignore_label), 0.)   # (B,): no box at all
+    cls = pos * (gt[0].reshape(B, A) + 1) + (1 - pos) * background[:, None]
     return off.reshape(B, 4 * A), mask.reshape(B, 4 * A), cls
 
 
@@ -527,7 +678,8 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
     least ``threshold`` sorted by decreasing score (ties keep anchor order), suppressed rows
     with class -1, then rows of all -1. ``class`` counts from 0 without the background.
     """
-    if get_impl(impl) == 'npx':
+    if get_impl(impl) == 'npx' or _on_gpu(cls_probs):
+        # (d2lcv's runs on the host: GPU arrays stay on the GPU with the operator)
         from mxnet import npx
         out = npx.multibox_detection(_mx(cls_probs), _mx(offset_preds), _mx(anchors),
                                      nms_threshold=nms_threshold, threshold=threshold,
@@ -547,9 +699,131 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
     if op.shape != (B, 4 * A):
         raise ValueError(f'offset_preds {op.shape} do not fit cls_probs {cp.shape}: '
                          f'expected ({B}, {4 * A})')
-    out = _multibox_detection(cp, op.reshape(B, A, 4), anc[0], nms_threshold, threshold,
-                              clip, force_suppress, variances, nms_topk)
-    return _like(out, cls_probs)
+    kernel = _detection_kernel()
+    if kernel is None:            # no Numba: the vectorised NumPy version
+        out = _multibox_detection(cp, op.reshape(B, A, 4), anc[0], nms_threshold, threshold,
+                                  clip, force_suppress, variances, nms_topk)
+    else:
+        out = _multibox_detection_loops(cp, op.reshape(B, A, 4), anc[0], nms_threshold,
+                                        threshold, clip, force_suppress, variances, nms_topk,
+                                        kernel)
+    return _like(out, cls_probs, share=True)
+
+
+def _multibox_detection_loops(cp, off, anc, nms_threshold, threshold, clip, force_suppress,
+                              variances, nms_topk, kernel=None):
+    """:func:`_multibox_detection` as the loops of :func:`_detect_loops` (compiled by Numba
+    as ``kernel``; ``None`` runs the same loops in Python: slow)."""
+    f32 = onp.float32
+    B, _, A = cp.shape
+    out = onp.full((B, A, 6), -1, f32)
+    with onp.errstate(divide='ignore', invalid='ignore'):   # 0 / 0 is no overlap, as compiled
+        (kernel or _detect_loops)(
+            onp.ascontiguousarray(cp, f32), onp.ascontiguousarray(off, f32),
+            onp.ascontiguousarray(anc, f32), out, f32(threshold), 0 < nms_threshold <= 1,
+            f32(nms_threshold), int(nms_topk), bool(clip), bool(force_suppress),
+            onp.asarray(variances, f32))
+    return out
+
+
+def _detect_loops(cp, off, anc, out, threshold, do_nms, nms_threshold, nms_topk, clip,
+                  force_suppress, v):
+    """``multibox_detection`` as plain loops over images, rows and kept boxes (compiled by
+    Numba: :func:`_detection_kernel`).
+
+    ``cp`` (B, C + 1, A) class probabilities; ``off`` (B, A, 4); ``anc`` (A, 4); ``out``
+    (B, A, 6) filled with -1, written in place. Float32 throughout, in the operator's order
+    of operations.
+    """
+    f0, f1, f2 = onp.float32(0), onp.float32(1), onp.float32(2)
+    B, C, A = cp.shape
+    rows = onp.empty(A, onp.int64)
+    score, cls = onp.empty(A, onp.float32), onp.empty(A, onp.float32)
+    # The boxes kept so far, one coordinate per array (contiguous: the inner loop below
+    # compiles to SIMD instructions).
+    kx1, ky1, kx2, ky2, karea, kcls = [onp.empty(A, onp.float32) for _ in range(6)]
+    for b in range(B):
+        # Each anchor's best foreground class (the first, on ties) and its probability.
+        score[:] = cp[b, 1]
+        cls[:] = 0
+        for c in range(2, C):
+            for i in range(A):
+                if cp[b, c, i] > score[i]:
+                    score[i], cls[i] = cp[b, c, i], c - 1
+        # The rows scoring at least `threshold`, in anchor order.
+        n = 0
+        for i in range(A):
+            if score[i] >= threshold:
+                rows[n] = i
+                n += 1
+        k = 0                     # rows taking part in NMS: the first k after sorting
+        if do_nms:
+            k = n if nms_topk <= 0 else min(n, nms_topk)
+            # By decreasing score, ties in anchor order; beyond the top k the operator
+            # leaves the unsorted rows (and suppresses them).
+            order = onp.argsort(-score[rows[:n]], kind='mergesort')
+            rows[:k] = rows[:n][order[:k]]
+        for p in range(n):        # decode (offset_inverse) and clip
+            i = rows[p]
+            aw, ah = anc[i, 2] - anc[i, 0], anc[i, 3] - anc[i, 1]
+            ax, ay = (anc[i, 0] + anc[i, 2]) / f2, (anc[i, 1] + anc[i, 3]) / f2
+            ox = off[b, i, 0] * v[0] * aw + ax
+            oy = off[b, i, 1] * v[1] * ah + ay
+            ow = onp.exp(off[b, i, 2] * v[2]) * aw / f2
+            oh = onp.exp(off[b, i, 3] * v[3]) * ah / f2
+            o = out[b, p]
+            o[0], o[1], o[2], o[3], o[4], o[5] = (cls[i], score[i],
+                                                  ox - ow, oy - oh, ox + ow, oy + oh)
+            if clip:
+                for j in range(2, 6):
+                    o[j] = min(max(o[j], f0), f1)
+        # Greedy NMS, taken the other way round: a row is suppressed if a kept row (higher
+        # in the order) of its class has IoU >= nms_threshold with it, else it is kept.
+        # Same result as suppressing forward from each kept row (the operator's loop).
+        nk = 0
+        for q in range(k):
+            c, x1, y1, x2, y2 = out[b, q, 0], out[b, q, 2], out[b, q, 3], out[b, q, 4], \
+                out[b, q, 5]
+            area = (x2 - x1) * (y2 - y1)
+            hit = False
+            for start in range(0, nk, 64):  # blocks of 64 without a branch, then test
+                for j in range(start, min(start + 64, nk)):
+                    iw = min(x2, kx2[j]) - max(x1, kx1[j])
+                    ih = min(y2, ky2[j]) - max(y1, ky1[j])
+                    inter = iw * ih
+                    iou = inter / (area + karea[j] - inter)
+                    hit |= (iw > f0) & (iou >= nms_threshold) & (
+                        (kcls[j] == c) | force_suppress)
+                if hit:
+                    break
+            if hit:
+                out[b, q, 0] = -1
+            else:
+                kx1[nk], ky1[nk], kx2[nk], ky2[nk] = x1, y1, x2, y2
+                karea[nk], kcls[nk] = area, c
+                nk += 1
+        if do_nms:
+            for p in range(k, n):
+                out[b, p, 0] = -1
+
+
+_KERNEL = []
+
+
+def _detection_kernel():
+    """:func:`_detect_loops` compiled by Numba (once per process; cached on disk), or None
+    without Numba."""
+    if not _KERNEL:
+        try:
+            import numba
+        except ImportError:
+            _KERNEL.append(None)
+        else:
+            # error_model='numpy': x / 0 gives inf or nan (as NumPy and the operator), no
+            # exception; no fastmath: float32 operations in the written order.
+            _KERNEL.append(numba.njit(cache=True, error_model='numpy', nogil=True)(
+                _detect_loops))
+    return _KERNEL[0]
 
 
 def _multibox_detection(cp, off, anc, nms_threshold, threshold, clip, force_suppress,

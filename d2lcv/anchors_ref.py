@@ -1,6 +1,6 @@
 """Slow, obvious loop versions of the algorithms of 13.4 (anchors, labelling, NMS) and 13.8
 (RoI pooling, RoIAlign): the oracle the tests compare :mod:`d2lcv.anchors` and
-:mod:`d2lcv.rcnn` against, and a baseline of ``benchmarks/bench_anchors.py``.
+:mod:`d2lcv.rcnn` against (``benchmarks/bench_anchors.py`` compares with the operators).
 
 Plain Python loops over images, boxes and anchors, written straight from the text (float32
 scalars, in the operators' order of operations). Same inputs and outputs as the fast

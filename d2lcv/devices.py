@@ -50,9 +50,23 @@ def parse_devices(spec):
     out = []
     for part in spec.split(','):
         kind, _, idx = part.strip().partition(':')
-        if kind not in ('cpu', 'gpu'):
+        if kind not in ('cpu', 'gpu') or (idx and not idx.isdigit()):
             raise ValueError(f'bad device {part!r} in {spec!r}: use cpu, cpu:N, gpu or gpu:N')
         out.append(getattr(mx, kind)(int(idx) if idx else 0))
+    # checked here, once, rather than by MXNet inside every section: a missing GPU gives
+    # "GPU is not enabled" per section, a repeated device a cryptic autograd error
+    seen = set()
+    for dev in out:
+        if dev in seen:
+            raise ValueError(f'device {dev} is listed twice in {spec!r}; list each once '
+                             '(cpu:0,cpu:1 for two CPU devices)')
+        seen.add(dev)
+    gpus = [d.device_id for d in out if d.device_type == 'gpu']
+    if gpus and max(gpus) >= _num_gpus():
+        have = _num_gpus()
+        raise ValueError(f'{spec!r} asks for gpu:{max(gpus)} but MXNet sees {have} GPU(s)'
+                         + (' (a CPU build of MXNet, or no CUDA driver)' if not have else '')
+                         + "; use --devices cpu, or leave it out to take what there is")
     return out
 
 

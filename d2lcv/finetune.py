@@ -27,6 +27,7 @@ from mxnet.gluon.data.vision import transforms
 from .devices import resolve_devices
 from .dist import create_kvstore, shard_loader
 from .hub import data_dir, download_extract
+from .imagerec import augment_spec, fast_loader, tag
 from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
 
@@ -86,10 +87,12 @@ def normalize():
 
 
 def train_augs(size=224, scale=(0.08, 1.0)):
-    """The chapter's training transform: random resized crop to ``size``, flip, normalise."""
-    return transforms.Compose([transforms.RandomResizedCrop(size, scale=scale),
-                               transforms.RandomFlipLeftRight(), transforms.ToTensor(),
-                               normalize()])
+    """The chapter's training transform: random resized crop to ``size``, flip, normalise.
+    (``fast_spec``: the same for :mod:`d2lcv.imagerec`'s fast input path.)"""
+    return tag(transforms.Compose([transforms.RandomResizedCrop(size, scale=scale),
+                                   transforms.RandomFlipLeftRight(), transforms.ToTensor(),
+                                   normalize()]),
+               augment_spec(size, scale, mean=RGB_MEAN, std=RGB_STD))
 
 
 def test_augs(size=224, resize=256):
@@ -252,8 +255,8 @@ def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=
     test_transform = test_transform or test_augs()
     workers = get_dataloader_workers()
     kv = create_kvstore(kvstore)
-    train_iter = shard_loader(train_imgs.transform_first(train_transform), batch_size, kv,
-                              num_workers=workers)
+    train_iter = fast_loader(train_imgs, train_transform, batch_size, kv) or shard_loader(
+        train_imgs.transform_first(train_transform), batch_size, kv, num_workers=workers)
     test_iter = gluon.data.DataLoader(test_imgs.transform_first(test_transform), batch_size,
                                       num_workers=workers)
     net.collect_params().reset_ctx(devices)

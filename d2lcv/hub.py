@@ -1,9 +1,10 @@
 """Data hub: the chapter's DATA_HUB, verified downloads, safe extraction, and synthetic twins.
 
-``download(name)`` streams a DATA_HUB entry into the cache (``D2LCV_DATA_DIR``, default
-``./data``) under a temporary name, checks its sha1 and only then renames it into place, so
-the cache never holds a partial or corrupt file. ``download_extract(name, folder)`` unpacks
-zip and tar archives and refuses any member that would land outside the cache folder.
+``download(name)`` streams a DATA_HUB entry into the cache (:func:`data_dir`: the checkout's
+``data/`` or ``D2LCV_DATA_DIR``) under a temporary name, checks its sha1 and only then renames
+it into place, so the cache never holds a partial or corrupt file.
+``download_extract(name, folder)`` unpacks zip and tar archives and refuses any member that
+would land outside the cache folder.
 
 Offline, every entry has a *synthetic twin*: a small generated data set in the same on-disk
 layout as the extracted archive. With ``D2LCV_TINY=1`` (or ``tiny=True``)
@@ -52,8 +53,18 @@ class UnsafeArchiveError(RuntimeError):
 
 
 def data_dir():
-    """The download cache folder: ``$D2LCV_DATA_DIR``, default ``./data``."""
-    return os.environ.get('D2LCV_DATA_DIR', os.path.join('.', 'data'))
+    """The download cache folder, the same wherever Python starts.
+
+    ``$D2LCV_DATA_DIR`` if set; else, when d2lcv runs from a source checkout (an editable
+    install), the checkout's ``data/`` folder; else ``~/.cache/d2lcv/data``.
+    """
+    if os.environ.get('D2LCV_DATA_DIR'):
+        return os.environ['D2LCV_DATA_DIR']
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, 'pyproject.toml')) and \
+            os.path.isdir(os.path.join(checkout, 'data')):
+        return os.path.join(checkout, 'data')
+    return os.path.join(os.path.expanduser('~'), '.cache', 'd2lcv', 'data')
 
 
 def is_tiny(tiny=None):
@@ -126,7 +137,8 @@ def download(name, cache_dir=None, timeout=30, progress=True):
         except requests.RequestException as e:
             raise DownloadError(
                 f'could not download {name!r} from {url}: {e}. Offline? Use the synthetic '
-                f'twin instead: set D2LCV_TINY=1, or run `d2lcv data synth {name}`; or put '
+                f'twin instead: `d2lcv run SECTION --tiny` (D2LCV_TINY=1 in Python, `d2lcv data '
+                f'synth {name}` for the files); or put '
                 f'the file at {fname} (sha1 {sha1}).') from e
         if h.hexdigest() != sha1:
             raise DownloadError(f'{url}: sha1 mismatch, got {h.hexdigest()}, expected {sha1}; '

@@ -40,6 +40,7 @@ from .devices import resolve_devices, split_batch
 from .dist import (broadcast_params, create_kvstore, is_distributed, kv_num_workers, kv_rank,
                    shard_loader, step_workers)
 from .hub import mkdir_if_not_exist
+from .imagerec import augment_spec, fast_loader, tag
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
 
@@ -363,10 +364,12 @@ def transform_train_cifar10():
     back to 32x32, random flip, ``ToTensor`` and CIFAR-10 normalisation ->
     ``(3, 32, 32)``."""
     T = _T()
-    return T.Compose([T.Resize(40),
-                      T.RandomResizedCrop(32, scale=(0.64, 1.0), ratio=(1.0, 1.0)),
-                      T.RandomFlipLeftRight(), T.ToTensor(),
-                      T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+    return tag(T.Compose([T.Resize(40),
+                          T.RandomResizedCrop(32, scale=(0.64, 1.0), ratio=(1.0, 1.0)),
+                          T.RandomFlipLeftRight(), T.ToTensor(),
+                          T.Normalize(CIFAR10_MEAN, CIFAR10_STD)]),
+               augment_spec(32, (0.64, 1.0), (1.0, 1.0), resize=40, mean=CIFAR10_MEAN,
+                            std=CIFAR10_STD))
 
 
 def transform_test_cifar10():
@@ -380,11 +383,14 @@ def transform_train_dog(size=224):
     the area, aspect 3/4-4/3), flip, colour jitter 0.4, lighting noise 0.1, ImageNet
     normalisation. ``size=224`` is the chapter's; smaller sizes serve CPU runs."""
     T = _T()
-    return T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0), ratio=(3.0 / 4.0, 4.0 / 3.0)),
-                      T.RandomFlipLeftRight(),
-                      T.RandomColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
-                      T.RandomLighting(0.1), T.ToTensor(),
-                      T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return tag(T.Compose([T.RandomResizedCrop(size, scale=(0.08, 1.0),
+                                              ratio=(3.0 / 4.0, 4.0 / 3.0)),
+                          T.RandomFlipLeftRight(),
+                          T.RandomColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+                          T.RandomLighting(0.1), T.ToTensor(),
+                          T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
+               augment_spec(size, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), jitter=0.4,
+                            lighting=0.1, mean=IMAGENET_MEAN, std=IMAGENET_STD))
 
 
 def transform_test_dog(size=224):
@@ -450,9 +456,11 @@ def kaggle_loaders(datasets, batch_size, transform_train, transform_test, num_wo
     from .train import get_dataloader_workers
     workers = get_dataloader_workers() if num_workers is None else num_workers
     train_ds, valid_ds, train_valid_ds, test_ds = datasets
-    train_iter, train_valid_iter = [shard_loader(
-        ds.transform_first(transform_train), batch_size, kvstore, shuffle=True,
-        last_batch='discard', num_workers=workers) for ds in (train_ds, train_valid_ds)]
+    train_iter, train_valid_iter = [fast_loader(ds, transform_train, batch_size, kvstore) or
+                                    shard_loader(ds.transform_first(transform_train),
+                                                 batch_size, kvstore, shuffle=True,
+                                                 last_batch='discard', num_workers=workers)
+                                    for ds in (train_ds, train_valid_ds)]
     valid_iter, test_iter = [gluon.data.DataLoader(
         ds.transform_first(transform_test), batch_size, shuffle=False, last_batch='keep',
         num_workers=workers) for ds in (valid_ds, test_ds)]

@@ -434,7 +434,7 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
                              (cls_err, bbox_mae) + ((None,) if val_iter is not None else ()))
                 bar.set_postfix(cls_err=f'{cls_err:.2e}', bbox_mae=f'{bbox_mae:.2e}')
         cls_err, bbox_mae = _point(metric)  # reading the sums waits for the device
-        loss_history.append(float(metric[4]) / max(epoch_examples, 1))
+        loss_history.append(_read(metric[4]) / max(epoch_examples, 1))
         seconds += time.time() - tik
         examples += epoch_examples
         bar.close()
@@ -472,7 +472,13 @@ def _initialized(net):
 
 
 def _point(metric):
-    return 1 - float(metric[0]) / float(metric[1]), float(metric[2]) / float(metric[3])
+    return 1 - _read(metric[0]) / _read(metric[1]), _read(metric[2]) / _read(metric[3])
+
+
+def _read(value):
+    """A metric sum's value on the host: the only device->host reads of ``train_ssd``'s
+    loop (a few an epoch; ``tests/test_transfers.py`` counts them)."""
+    return float(value)
 
 
 def _progress_bar(total, desc, enabled):

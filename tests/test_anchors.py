@@ -7,6 +7,7 @@ without rounding by every implementation).
 """
 import numpy as onp
 import pytest
+import mxnet as mx
 from mxnet import np, npx
 
 import d2lcv
@@ -192,6 +193,59 @@ def test_multibox_target_random_vs_operator_and_loop():
                 onp.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=f'case {t}')
 
 
+def test_multibox_target_on_device_equals_host_and_operator():
+    # MXNet arrays are labelled with MXNet operations where they live (here cpu(1)): the
+    # same classes and masks as the NumPy path, offsets within the last bit of `log`.
+    rng = onp.random.RandomState(5)
+    dev = mx.cpu(1)
+    for t in range(60):
+        anchors, labels = _random_target_case(rng, grid=t % 2 == 0)
+        thr = [0.5, 0.3, 0.7][t % 3]
+        host = A.multibox_target(anchors, labels, overlap_threshold=thr, impl='d2lcv')
+        ours = A.multibox_target(np.array(anchors, ctx=dev), np.array(labels, ctx=dev),
+                                 overlap_threshold=thr, impl='d2lcv')
+        op = npx.multibox_target(np.array(anchors), np.array(labels),
+                                 np.zeros((labels.shape[0], 2, anchors.shape[1])),
+                                 overlap_threshold=thr)
+        for name, h, d, o in zip(('offset', 'mask', 'class'), host, ours, op):
+            assert isinstance(d, np.ndarray) and d.ctx == dev and d.dtype == onp.float32
+            d = d.asnumpy()
+            if name == 'offset':
+                onp.testing.assert_allclose(d, h, rtol=3e-7, atol=1e-12, err_msg=f'case {t}')
+            else:
+                onp.testing.assert_array_equal(d, h, err_msg=f'case {t}: {name}')
+            onp.testing.assert_allclose(d, o.asnumpy(), rtol=1e-5, atol=1e-5,
+                                        err_msg=f'case {t}: {name}')
+
+
+def test_multibox_target_on_device_edge_cases():
+    anchors = onp.array([ANCHORS_13_4_3], 'float32')
+    pad = [-1] * 5
+    labels = onp.array([[GT[0], GT[1], pad], [pad, pad, pad], [GT[1], pad, GT[0]],
+                        [[0, 0.1, 0.08, 0.1, 0.92], pad, pad]], 'float32')
+    host = A.multibox_target(anchors, labels)
+    for lab in (np.array(labels), mx.nd.array(labels)):          # both array kinds
+        anc = np.array(anchors) if isinstance(lab, np.ndarray) else mx.nd.array(anchors)
+        off, mask, cls = A.multibox_target(anc, lab)
+        assert isinstance(off, type(lab))
+        onp.testing.assert_allclose(off.asnumpy(), host[0], rtol=3e-7, atol=1e-12)
+        onp.testing.assert_array_equal(mask.asnumpy(), host[1])
+        onp.testing.assert_array_equal(cls.asnumpy(), host[2])
+    # no ground-truth rows at all, and degenerate anchors (never positive, offsets 0)
+    off, mask, cls = A.multibox_target(np.array(anchors), np.zeros((2, 0, 5)))
+    assert cls.shape == (2, 5) and (cls.asnumpy() == -1).all() and not mask.asnumpy().any()
+    flat = onp.array([[[0, 0, 0, 1], [0.1, 0.1, 0.5, 0.5]]], 'float32')   # zero width
+    out = A.multibox_target(np.array(flat), np.array([[[0, 0.1, 0.1, 0.5, 0.5]]]))
+    onp.testing.assert_array_equal(out[2].asnumpy(), [[0, 1]])
+    assert onp.isfinite(out[0].asnumpy()).all()
+    # values are checked on request (a read to the host), shapes always
+    with pytest.raises(ValueError, match=r'labels\[0, 1\].*padding'):
+        A.multibox_target(np.array(anchors), np.array([[GT[0], [-1, 0.5, 0.5, 0.6, 0.6]]]),
+                          check=True)
+    with pytest.raises(ValueError, match=r'labels must have shape \(\.\.\., 5\)'):
+        A.multibox_target(np.array(anchors), np.zeros((1, 2, 4)))
+
+
 def test_multibox_target_padding_and_empty_images():
     anchors = onp.array([ANCHORS_13_4_3], 'float32')
     pad = [-1] * 5
@@ -281,6 +335,50 @@ def test_multibox_detection_vs_loop_and_no_overlap_left():
                 boxes = kept[kept[:, 0] == c, 2:]
                 iou = A.box_iou(boxes, boxes)
                 assert (iou[~onp.eye(len(boxes), dtype=bool)] < thr).all()
+
+
+@pytest.mark.parametrize('kwargs', [{}, {'nms_threshold': 0.3}, {'force_suppress': True},
+                                    {'clip': False}, {'nms_topk': 5}, {'nms_threshold': 0},
+                                    {'threshold': 0.2}])
+def test_compiled_detection_equals_python_loops_operator_and_numpy(kwargs):
+    # The Numba kernel, the same loops run by Python, the vectorised NumPy fallback and the
+    # operator: row for row (kernel and operator bit for bit).
+    assert A._detection_kernel() is not None, 'numba is a dependency of d2lcv'
+    rng = onp.random.RandomState(7)
+    full = dict(dict(nms_threshold=0.5, threshold=0.01, clip=True, force_suppress=False,
+                     nms_topk=-1), **kwargs)
+    for t in range(12):
+        cp, op, anc = _random_detection_case(rng, grid=t % 2 == 1)
+        args = (cp, op.reshape(cp.shape[0], -1, 4), anc[0], full['nms_threshold'],
+                full['threshold'], full['clip'], full['force_suppress'], A.VARIANCES,
+                full['nms_topk'])
+        compiled = A._multibox_detection_loops(*args, kernel=A._detection_kernel())
+        onp.testing.assert_array_equal(A.multibox_detection(cp, op, anc, **kwargs), compiled)
+        # (in Python, NumPy's float32 exp may differ from the compiled one in the last bit)
+        python = A._multibox_detection_loops(*args)
+        onp.testing.assert_array_equal(python[..., :2], compiled[..., :2])
+        onp.testing.assert_allclose(python, compiled, rtol=1e-6, atol=1e-7)
+        onp.testing.assert_allclose(A._multibox_detection(*args), compiled, rtol=1e-6,
+                                    atol=1e-6, err_msg=f'case {t}')
+        theirs = npx.multibox_detection(np.array(cp), np.array(op), np.array(anc),
+                                        **kwargs).asnumpy()
+        onp.testing.assert_array_equal(compiled, theirs, err_msg=f'case {t}')
+
+
+def test_compiled_detection_tinyssd_worst_case_bitwise():
+    # every anchor of TinySSD enters NMS (the benchmark's worst case, 2 images)
+    sizes = [[0.2, 0.272], [0.37, 0.447], [0.54, 0.619], [0.71, 0.79], [0.88, 0.961]]
+    anchors = onp.concatenate([A.multibox_prior(onp.zeros((1, 1, s, s)), sizes[i], [1, 2, 0.5])
+                               for i, s in enumerate([32, 16, 8, 4, 1])], axis=1)
+    rng = onp.random.RandomState(8)
+    logits = rng.randn(2, 2, anchors.shape[1])
+    probs = (onp.exp(logits) / onp.exp(logits).sum(axis=1, keepdims=True)).astype('float32')
+    offsets = (0.1 * rng.randn(2, 4 * anchors.shape[1])).astype('float32')
+    ours = A.multibox_detection(probs, offsets, anchors)
+    theirs = npx.multibox_detection(np.array(probs), np.array(offsets), np.array(anchors),
+                                    nms_threshold=0.5).asnumpy()
+    assert (ours[:, :, 1] >= 0.01).sum() > 5000 and (ours[:, :, 0] >= 0).sum() > 100
+    onp.testing.assert_array_equal(ours, theirs)
 
 
 def test_nms_random_vs_loop_ties_and_threshold():

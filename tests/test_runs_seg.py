@@ -71,7 +71,7 @@ def test_run_transconv(make_ctx):
 @pytest.mark.slow
 def test_run_fcn_tiny(make_ctx):
     from d2lcv.runs import fcn
-    ctx = make_ctx(fcn, epochs=1, crop='64,96', scale=0.25, max_val_images=2, batch_size=4)
+    ctx = make_ctx(fcn, num_epochs=1, crop='64,96', scale=0.25, max_val_images=2, batch_size=4)
     fcn.run(ctx)
     m, files = _written(ctx)
     assert m['epochs'] == 1 and m['val_images_evaluated'] == 2

@@ -5,10 +5,18 @@ from .. import augment
 from ..dist import kv_num_workers
 from ..models import resnet18
 from ..plot import show_images
+from . import pos_int
 
 NAME = 'augment'
 SECTION = '13.1'
 TITLE = 'Image augmentation'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs (tiny 3, full 10)'),
+    'batch_size': (pos_int, 'batch size per worker (tiny 16, full 256)'),
+    'num_train': (pos_int, 'tiny only: training images used (default 320)'),
+    'num_test': (pos_int, 'tiny only: test images used (default 200)'),
+}
 
 
 def run(ctx):

@@ -1,9 +1,16 @@
 """Section run 13.6: read the banana detection data set and show ten labelled images."""
 import os
 
+from . import pos_int
+
 NAME = 'bananas'
 SECTION = '13.6'
 TITLE = 'The Object Detection Dataset (bananas)'
+
+OPTIONS = {
+    'batch_size': (pos_int, 'batch size of the shown batch (32)'),
+    'edge_size': (pos_int, 'image side in pixels (256)'),
+}
 
 
 def run(ctx):

@@ -10,15 +10,32 @@ installed (else a *randomly initialised* ResNet-18), Adam lr 1e-3, a few epochs:
 minute on a CPU. The numbers it reports are for that configuration, not the chapter's
 (benchmarks/bench_fcn_backbone.py compares the ImageNet backbone with a random one).
 
-Options (``ctx.options``): ``epochs``, ``crop`` ("h,w"), ``batch_size``, ``lr``,
+Options (``ctx.options``): ``num_epochs``, ``crop`` ("h,w"), ``batch_size``, ``lr``,
 ``pretrained`` (0/1), ``backbone`` (``resnet18_v2`` / ``efficientnet_lite0``), ``stride``
 (32, or 16 for EfficientNet), ``scale`` (twin size factor, tiny only), ``max_val_images``.
 """
 import os
 
+from . import choice, flag, pos_float, pos_int, size2
+
 NAME = 'fcn'
 SECTION = '13.11'
 TITLE = 'Fully convolutional networks (FCN)'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs (tiny 3, full 5)'),
+    'crop': (size2, 'training crop, multiples of 32 (tiny 96,128, full 320,480)'),
+    'batch_size': (pos_int, 'batch size (tiny 8, full 32)'),
+    'lr': (pos_float, 'learning rate (tiny Adam 1e-3, full SGD 0.1)'),
+    'pretrained': (flag, 'ImageNet backbone weights (1; tiny: 1 for efficientnet_lite0, '
+                         '0 for resnet18_v2)'),
+    'backbone': (choice('resnet18_v2', 'efficientnet_lite0'),
+                 'tiny efficientnet_lite0 (offline ImageNet weights) when installed, '
+                 'full resnet18_v2'),
+    'stride': (pos_int, 'backbone output stride: 32, or 16 for efficientnet_lite0 (32)'),
+    'scale': (pos_float, 'tiny only: twin image size factor (0.5)'),
+    'max_val_images': (pos_int, 'validation images for the whole-image metrics (tiny 16)'),
+}
 
 
 def _opt(options, key, default, cast):
@@ -68,14 +85,14 @@ def run(ctx):
         voc_dir = synth_twin('voc2012', root=os.path.join(
             data_dir(), 'tiny', f'voc2012-scale{scale:g}'), scale=scale)
         crop = _opt(opts, 'crop', (96, 128), _crop)
-        epochs = _opt(opts, 'epochs', 3, int)
+        epochs = _opt(opts, 'num_epochs', 3, int)
         batch_size = _opt(opts, 'batch_size', 8, int)
         lr, wd, optimizer = _opt(opts, 'lr', 1e-3, float), 1e-4, 'adam'
         max_val = _opt(opts, 'max_val_images', 16, int)
     else:
         voc_dir = download_extract('voc2012', os.path.join('VOCdevkit', 'VOC2012'))
         crop = _opt(opts, 'crop', (320, 480), _crop)
-        epochs = _opt(opts, 'epochs', 5, int)
+        epochs = _opt(opts, 'num_epochs', 5, int)
         batch_size = _opt(opts, 'batch_size', 32, int)
         lr, wd, optimizer = _opt(opts, 'lr', 0.1, float), 1e-3, 'sgd'
         max_val = _opt(opts, 'max_val_images', None, int)

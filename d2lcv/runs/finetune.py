@@ -12,10 +12,23 @@ from mxnet import gluon, init
 from .. import finetune
 from ..models import get_pretrained
 from ..plot import plt, show_images
+from . import choice, nonneg_int, pos_int, text
 
 NAME = 'finetune'
 SECTION = '13.2'
 TITLE = 'Fine-tuning'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs of each variant (5)'),
+    'batch_size': (pos_int, 'batch size (tiny 32, full 128)'),
+    'seed': (nonneg_int, 'tiny only: random seed shared by the variants'),
+    'seeds': (text, "tiny, ImageNet backbone: comma-separated seeds, e.g. '0,1,2' (mean "
+                    'and spread)'),
+    'size': (pos_int, 'tiny, ImageNet backbone: image side in pixels (64)'),
+    'backbone': (choice('efficientnet_lite0', 'source_task'),
+                 'tiny: efficientnet_lite0 (offline ImageNet weights, when installed) or '
+                 'source_task (a small ResNet pre-trained on synthetic food)'),
+}
 
 
 def _curves(results, names):

@@ -2,10 +2,24 @@
 import os
 
 from .. import hub, kaggle
+from . import flag, fraction, nonneg_float, pos_float, pos_int, text
 
 NAME = 'kaggle-cifar10'
 SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs (tiny 2, full 5)'),
+    'batch_size': (pos_int, 'batch size (tiny 32, full 128)'),
+    'lr': (pos_float, 'SGD learning rate (tiny 0.05, full 0.1)'),
+    'wd': (nonneg_float, 'weight decay (5e-4)'),
+    'lr_period': (pos_int, 'lr x lr_decay every this many epochs (50)'),
+    'lr_decay': (pos_float, 'lr factor per period (0.1)'),
+    'valid_ratio': (fraction, 'share of each class held out for validation (0.1)'),
+    'refit': (flag, 'refit on train_valid for the submission (tiny 0, full 1)'),
+    'num_train': (pos_int, 'tiny only: training images in the twin (600)'),
+    'data_dir': (text, 'the full competition folder (real data)'),
+}
 
 
 def _data_dir(ctx, num_train):

@@ -10,9 +10,20 @@ benchmark's long run reaches >= 0.9). Options (``--set``): ``num_epochs``, ``edg
 import os
 import time
 
+from . import choice, pos_float, pos_int
+
 NAME = 'ssd'
 SECTION = '13.7'
 TITLE = 'Single Shot Multibox Detection (SSD)'
+
+OPTIONS = {
+    'num_epochs': (pos_int, 'epochs (tiny 8, full 20)'),
+    'edge_size': (pos_int, 'image side in pixels (tiny 64, full 256)'),
+    'batch_size': (pos_int, 'batch size (32)'),
+    'lr': (pos_float, 'learning rate (fast 1e-3, chapter 0.2)'),
+    'num_train': (pos_int, 'tiny only: training images in the twin (384)'),
+    'recipe': (choice('fast', 'chapter'), "loss and optimizer (tiny 'fast', full 'chapter')"),
+}
 
 
 def run(ctx):

@@ -13,10 +13,26 @@ from mxnet import image
 from .. import style
 from ..augment import img_path
 from ..plot import plt
+from . import choice, flag, pos_float, pos_int, size2, text
 
 NAME = 'style'
 SECTION = '13.12'
 TITLE = 'Neural style transfer'
+
+OPTIONS = {
+    'weights': (choice('auto', 'vgg19', 'efficientnet_lite0', 'random'),
+                "feature network: 'auto' (ImageNet VGG-19 if found, else ImageNet "
+                'EfficientNet-Lite0 offline, else random VGG-19)'),
+    'random_baseline': (flag, 'tiny, EfficientNet: also the random VGG-19 composite (1)'),
+    'image_shape': (size2, 'stage-1 size W,H (tiny 225,150 EfficientNet / 72,48 VGG, '
+                           'full 225,150)'),
+    'lr': (pos_float, 'Adam learning rate (tiny 0.08 EfficientNet / 0.05 VGG, full 0.01)'),
+    'num_epochs': (pos_int, 'stage-1 steps (tiny 100, full 500)'),
+    'lr_decay_epoch': (pos_int, 'stage-1 lr x0.1 every this many steps'),
+    'upscale': (pos_int, 'stage-2 size factor per side (tiny 2, full 4)'),
+    'num_epochs2': (pos_int, 'stage-2 steps (tiny 8 EfficientNet / 25 VGG, full 300)'),
+    'lr_decay_epoch2': (pos_int, 'stage-2 lr x0.1 every this many steps'),
+}
 
 
 def _loss_figure(histories):

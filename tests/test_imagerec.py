@@ -1,0 +1,187 @@
+"""The fast input path (d2lcv.imagerec): packing, fingerprints, errors, the loader's batches
+against the chapter's transforms, and the switch in the section loaders."""
+import os
+import time
+
+import numpy as onp
+import pytest
+from PIL import Image
+
+import mxnet as mx
+from mxnet import gluon, init
+
+from d2lcv import finetune, hub, imagerec
+from d2lcv import kaggle as K
+
+
+def _folder(root, n_per_class=5, size=(20, 20), seed=0, ext='.png'):
+    """A class-per-folder image set of random RGB images: ``root/{a,b}/NN.png``."""
+    rng = onp.random.default_rng(seed)
+    for c in ('a', 'b'):
+        os.makedirs(root / c, exist_ok=True)
+        for i in range(n_per_class):
+            h, w = size
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=onp.uint8)).save(
+                root / c / f'{i:02d}{ext}')
+    return gluon.data.vision.ImageFolderDataset(str(root))
+
+
+@pytest.fixture(autouse=True)
+def _switch_restored():
+    yield
+    imagerec.use_fast_input(None)
+
+
+def test_batches_equal_the_chapters_transform_without_randomness(tmp_path):
+    ds = _folder(tmp_path / 'img', size=(20, 20))
+    # an identity crop (all the area, aspect 1, same size), no flip: only the normalisation
+    spec = imagerec.augment_spec(20, scale=(1, 1), ratio=(1, 1), flip=False)
+    loader = imagerec.RecordLoader(ds, spec, 4, shuffle=False, last_batch='keep', threads=1,
+                                   cache_dir=str(tmp_path / 'rec'))
+    assert len(loader) == 3
+    T = gluon.data.vision.transforms
+    ref = T.Compose([T.ToTensor(), T.Normalize(finetune.RGB_MEAN, finetune.RGB_STD)])
+    Xs, ys = zip(*[(X.asnumpy(), y.asnumpy()) for X, y in loader])
+    assert [x.shape[0] for x in Xs] == [4, 4, 2]                  # the last batch kept
+    X, y = onp.concatenate(Xs), onp.concatenate(ys)
+    for i, (img, label) in enumerate(ds):
+        assert y[i] == label
+        onp.testing.assert_array_equal(X[i], ref(img).asnumpy(), err_msg=ds.items[i][0])
+
+
+def test_training_batches_augment_and_drop_the_partial_batch(tmp_path):
+    ds = _folder(tmp_path / 'img', n_per_class=9, size=(30, 50))
+    loader = imagerec.RecordLoader(ds, finetune.train_augs(24).fast_spec, 4, threads=2,
+                                   cache_dir=str(tmp_path / 'rec'))
+    epochs = [[(X.asnumpy(), y.asnumpy()) for X, y in loader] for _ in range(2)]
+    for batches in epochs:
+        assert len(batches) == len(loader) == 18 // 4
+        assert all(X.shape == (4, 3, 24, 24) and X.dtype == onp.float32 for X, _ in batches)
+        assert sorted(set(onp.concatenate([y for _, y in batches]).tolist())) == [0, 1]
+    # new draws every epoch: without shuffling the same images come out differently
+    fixed = imagerec.RecordLoader(ds, finetune.train_augs(24).fast_spec, 4, shuffle=False,
+                                  threads=1, cache_dir=str(tmp_path / 'rec'))
+    first, second = [next(iter(fixed)) for _ in range(2)]
+    onp.testing.assert_array_equal(first[1].asnumpy(), second[1].asnumpy())
+    assert not onp.array_equal(first[0].asnumpy(), second[0].asnumpy())
+
+
+def test_flips_are_exact_mirrors_and_both_happen(tmp_path):
+    ds = _folder(tmp_path / 'img', n_per_class=8, size=(16, 16))
+    spec = imagerec.augment_spec(16, scale=(1, 1), ratio=(1, 1), flip=True)
+    loader = imagerec.RecordLoader(ds, spec, 4, shuffle=False, threads=1,
+                                   cache_dir=str(tmp_path / 'rec'))
+    T = gluon.data.vision.transforms
+    ref = T.Compose([T.ToTensor(), T.Normalize(finetune.RGB_MEAN, finetune.RGB_STD)])
+    expected = [ref(img).asnumpy() for img, _ in ds]
+    flipped = 0
+    for _ in range(2):
+        X = onp.concatenate([x.asnumpy() for x, _ in loader])
+        for i, x in enumerate(X):
+            if onp.array_equal(x, expected[i][..., ::-1]):
+                flipped += 1
+            else:
+                onp.testing.assert_array_equal(x, expected[i], err_msg=f'image {i}')
+    assert 0 < flipped < 32, flipped
+
+
+def test_cifar_preset_upscales_then_crops(tmp_path):
+    ds = _folder(tmp_path / 'img', size=(32, 32))
+    loader = imagerec.RecordLoader(ds, K.transform_train_cifar10().fast_spec, 5, threads=1,
+                                   cache_dir=str(tmp_path / 'rec'))
+    shapes = {tuple(X.shape) for X, _ in loader}
+    assert shapes == {(5, 3, 32, 32)}
+
+
+def test_pack_once_and_repack_when_the_folder_changes(tmp_path):
+    ds = _folder(tmp_path / 'img')
+    rec, idx = imagerec.pack_images(ds, str(tmp_path / 'rec'))
+    stamp = os.stat(rec).st_mtime_ns
+    assert imagerec.pack_images(ds, str(tmp_path / 'rec')) == (rec, idx)
+    assert os.stat(rec).st_mtime_ns == stamp                     # unchanged: not rewritten
+    reader = mx.recordio.MXIndexedRecordIO(idx, rec, 'r')
+    header, data = mx.recordio.unpack(reader.read_idx(7))
+    with open(ds.items[7][0], 'rb') as f:
+        assert data == f.read() and header.label == ds.items[7][1]   # the file's own bytes
+    reader.close()
+    # a changed file (size and mtime) repacks
+    time.sleep(0.01)
+    Image.fromarray(onp.zeros((25, 25, 3), onp.uint8)).save(ds.items[3][0])
+    ds = gluon.data.vision.ImageFolderDataset(str(tmp_path / 'img'))
+    imagerec.pack_images(ds, str(tmp_path / 'rec'))
+    assert os.stat(rec).st_mtime_ns != stamp
+    reader = mx.recordio.MXIndexedRecordIO(idx, rec, 'r')
+    assert mx.recordio.unpack(reader.read_idx(3))[1] == open(ds.items[3][0], 'rb').read()
+    reader.close()
+    assert not [f for f in os.listdir(tmp_path / 'rec') if '.tmp' in f]
+
+
+def test_a_file_that_does_not_decode_is_named(tmp_path):
+    ds = _folder(tmp_path / 'img')
+    bad = ds.items[4][0]
+    data = open(bad, 'rb').read()
+    with open(bad, 'wb') as f:
+        f.write(data[:len(data) // 2])                           # truncated PNG
+    with pytest.raises(imagerec.ImagePackError, match=os.path.basename(bad)):
+        imagerec.pack_images(ds, str(tmp_path / 'rec'))
+    assert not os.path.exists(tmp_path / 'rec') or not [
+        f for f in os.listdir(tmp_path / 'rec') if f.endswith(('.rec', '.idx', '.json'))]
+
+
+def test_the_switch_routes_the_section_loaders(tmp_path, monkeypatch):
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
+    d = hub.synth_twin('cifar10_tiny', root=str(tmp_path / 'c'), num_train=40, num_test=3)
+    K.reorg_cifar10_data(d, 0.1)
+    ds = K.read_image_folders(d)
+    args = (ds, 4, K.transform_train_cifar10(), K.transform_test_cifar10())
+    imagerec.use_fast_input(False)
+    assert isinstance(K.kaggle_loaders(*args)[0], gluon.data.DataLoader)
+    monkeypatch.setenv('D2LCV_FAST_INPUT', '1')
+    imagerec.use_fast_input(None)                                # the variable decides
+    train_iter, valid_iter, tv_iter, test_iter = K.kaggle_loaders(*args)
+    assert isinstance(train_iter, imagerec.RecordLoader)
+    assert isinstance(tv_iter, imagerec.RecordLoader)
+    assert isinstance(valid_iter, gluon.data.DataLoader)        # evaluation: the chapter's
+    assert len(tv_iter) == 40 // 4
+    assert sum(y.shape[0] for _, y in tv_iter) == 40
+    # a transform that is not a chapter preset, or a dist kvstore: the chapter's path
+    assert imagerec.fast_loader(ds[0], K.transform_test_cifar10(), 4) is None
+    assert imagerec.fast_loader(ds[0], K.transform_train_cifar10(), 4, 'dist_sync') is None
+
+
+def test_train_fine_tuning_on_the_fast_path(tmp_path, monkeypatch):
+    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
+    root = hub.synth_twin('hotdog', root=str(tmp_path / 'h'), num_train=24, num_test=8)
+    root = os.path.join(root, 'hotdog') if os.path.isdir(os.path.join(root, 'hotdog')) else root
+    train_imgs, test_imgs = finetune.hotdog_datasets(root)
+    imagerec.use_fast_input(True)
+    finetune.set_seed(0)
+    net = finetune.small_resnet(2, width=8)
+    net.initialize(init.Xavier())
+    seen = []
+    real = imagerec.RecordLoader.__iter__
+
+    def spy(self):
+        for X, y in real(self):
+            seen.append(X.shape)
+            yield X, y
+    monkeypatch.setattr(imagerec.RecordLoader, '__iter__', spy)
+    result = finetune.train_fine_tuning(
+        net, 0.05, batch_size=12, num_epochs=2, devices=[mx.cpu(0), mx.cpu(1)],
+        train_imgs=train_imgs, test_imgs=test_imgs, train_transform=finetune.train_augs(24),
+        test_transform=finetune.test_augs(24, 28), verbose=False, progress=False)
+    assert seen == [(12, 3, 24, 24)] * (2 * (48 // 12))
+    assert onp.isfinite(result['train_loss'])
+
+
+def test_leaving_an_epoch_early_and_errors_reach_the_consumer(tmp_path):
+    ds = _folder(tmp_path / 'img', n_per_class=10, size=(16, 16))
+    spec = imagerec.augment_spec(16)
+    loader = imagerec.RecordLoader(ds, spec, 2, threads=1, cache_dir=str(tmp_path / 'rec'))
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break                                    # the reading thread stops and is joined
+    assert sum(X.shape[0] for X, _ in loader) == 20  # the next epoch is whole
+    loader._normalize = None                         # a failure inside the reading thread
+    with pytest.raises(TypeError):
+        next(iter(loader))
