@@ -9,7 +9,7 @@ mean and spread, the fine-tune - scratch gap, the zero-shot accuracy from ImageN
 row (exercise 4) and the trivial majority-class accuracy on the same test set. Usage::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. python benchmarks/bench_finetune_imagenet.py
-        [--epochs 4] [--size 64] [--seeds 0 1 2] [--scratch-lr 0.1] [--data DIR]
+        [--epochs 4] [--size 64] [--seeds 0 1 2] [--scratch-lr 0.01] [--data DIR]
 """
 import argparse
 import os
@@ -28,8 +28,8 @@ def main(argv=None):
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--finetune-lr', type=float, default=0.01)
-    p.add_argument('--scratch-lr', type=float, default=0.1)
-    p.add_argument('--frozen-lr', type=float, default=0.002)
+    p.add_argument('--scratch-lr', type=float, default=0.01)
+    p.add_argument('--frozen-lr', type=float, default=0.001)
     p.add_argument('--data', default=None, help='hot dog folder (default: the twin)')
     args = p.parse_args(argv)
 
