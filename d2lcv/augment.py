@@ -136,6 +136,9 @@ def read_cifar10_bin(folder, train=True):
         if not os.path.exists(path):
             raise FileNotFoundError(f'CIFAR-10 batch file missing: {path}')
         raw = onp.fromfile(path, dtype=onp.uint8)
+        if raw.size == 0:  # would silently drop a fifth of the training set, or all the test
+            raise ValueError(f'{path}: empty file (0 bytes); a CIFAR-10 batch holds '
+                             '3,073-byte records')
         if raw.size % 3073:
             raise ValueError(f'{path}: {raw.size} bytes is not a whole number of 3,073-byte '
                              f'records (record {raw.size // 3073} is truncated)')

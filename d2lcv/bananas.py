@@ -95,6 +95,20 @@ def _check_det_label(raw, rec_path, where):
     if not ok.any():
         raise BananasDataError(f'{rec_path}: {where}: no valid box (every box has x2 <= x1 '
                                f'or y2 <= y1): {objs[:, :5].tolist()}')
+    # MXNet's iterator takes any class and corner silently: a class -1 object makes it drop
+    # the image (and pad the batch with another), pixel corners train as boxes far outside
+    box = objs[ok]
+    cls = box[:, 0]
+    bad_cls = (cls < 0) | (cls != onp.floor(cls))
+    if bad_cls.any():
+        raise BananasDataError(f'{rec_path}: {where}: object class {cls[bad_cls][0]:g} is not '
+                               f'a non-negative integer (objects {box[:, :5].tolist()})')
+    tol = 1e-5
+    outside = ((box[:, 1:5] < -tol) | (box[:, 1:5] > 1 + tol)).any(axis=1)
+    if outside.any():
+        raise BananasDataError(f'{rec_path}: {where}: box {box[outside][0, 1:5].tolist()} is '
+                               'not in [0, 1]: RecordIO detection labels hold corners divided '
+                               'by the image width and height')
     return objs
 
 
@@ -112,8 +126,13 @@ def check_recordio(path_imgrec, path_imgidx=None):
         if path_imgidx is not None:
             _require(path_imgidx, 'RecordIO index')
             entries = []
-            with open(path_imgidx) as idx:
-                for lineno, line in enumerate(idx, 1):
+            with open(path_imgidx, 'rb') as idx:
+                for lineno, raw_line in enumerate(idx, 1):
+                    try:
+                        line = raw_line.decode('ascii')
+                    except UnicodeDecodeError:
+                        raise BananasDataError(f'{path_imgidx}: line {lineno}: not text '
+                                               f'({raw_line[:40]!r})') from None
                     if not line.strip():
                         continue
                     parts = line.split('\t')
@@ -132,16 +151,25 @@ def check_recordio(path_imgrec, path_imgidx=None):
                 where = f'record key {key} (byte {offset}, from {os.path.basename(path_imgidx)})'
                 _, label = _read_header(f, path_imgrec, rec_size, offset, where)
                 _check_det_label(label, path_imgrec, where)
-            return len(entries)
-        offset, n = 0, 0
+        offset, n, starts = 0, 0, []
         while offset < rec_size:
             where = f'record #{n} (byte {offset})'
             length, label = _read_header(f, path_imgrec, rec_size, offset, where)
             _check_det_label(label, path_imgrec, where)
+            starts.append(offset)
             offset += 8 + length + (-length) % 4
             n += 1
         if n == 0:
             raise BananasDataError(f'{path_imgrec}: the file holds no record')
+        if path_imgidx is not None:
+            # an index cut at a line boundary parses fine and silently drops records
+            unindexed = sorted(set(starts) - {o for _, o in entries})
+            if unindexed:
+                raise BananasDataError(
+                    f'{path_imgidx}: lists {len(entries)} record(s) but {path_imgrec} holds '
+                    f'{n}; {len(unindexed)} are not indexed, the first at byte {unindexed[0]} '
+                    '(a cut-off or stale .idx: rebuild it from the .rec)')
+            return len(entries)
         return n
 
 

@@ -27,6 +27,7 @@ from mxnet.gluon.data.vision import transforms
 from .devices import resolve_devices
 from .dist import create_kvstore, shard_loader
 from .hub import data_dir, download_extract
+from .imagecheck import ImageFolderDataset, check_image_folder
 from .imagerec import augment_spec, fast_loader, tag
 from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
@@ -66,7 +67,8 @@ def load_hotdog(tiny=None):
 def hotdog_datasets(data_dir=None, tiny=None):
     """``(train_imgs, test_imgs)``: ``ImageFolderDataset``s of ``(image (H, W, 3), label)``.
 
-    Labels follow the sorted folder names: 0 = ``hotdog``, 1 = ``not-hotdog``.
+    Labels follow the sorted folder names: 0 = ``hotdog``, 1 = ``not-hotdog``. Unreadable or
+    truncated images raise :class:`d2lcv.imagecheck.ImageDataError` naming them.
     """
     data_dir = data_dir or load_hotdog(tiny)
     sets = []
@@ -74,7 +76,8 @@ def hotdog_datasets(data_dir=None, tiny=None):
         folder = os.path.join(data_dir, split)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f'hot dog data: folder {folder} is missing')
-        sets.append(gluon.data.vision.ImageFolderDataset(folder))
+        check_image_folder(folder)  # a truncated JPEG would train as a partial picture
+        sets.append(ImageFolderDataset(folder))
     if sets[0].synsets != ['hotdog', 'not-hotdog']:
         raise ValueError(f'{data_dir}/train: expected class folders hotdog and not-hotdog, '
                          f'found {sets[0].synsets}')

@@ -14,12 +14,15 @@ Twin generators live in :mod:`d2lcv.synth` and register themselves with :func:`r
 """
 import hashlib
 import importlib
+import json
 import os
 import pkgutil
 import shutil
 import tarfile
 import tempfile
 import zipfile
+
+from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 
 __all__ = ['DATA_HUB', 'DATA_URL', 'download', 'download_extract', 'mkdir_if_not_exist',
            'data_dir', 'is_tiny', 'register_twin', 'synth_twin', 'twin_names',
@@ -158,44 +161,179 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, unit='B', unit_scale=True, disable=not enabled or None)
 
 
-def _check_member(base, member_name):
-    """Raise unless ``member_name`` lands inside ``base`` when extracted."""
-    if os.path.isabs(member_name) or member_name.startswith(('/', '\\')):
-        raise UnsafeArchiveError(f'archive member {member_name!r} has an absolute path')
-    target = os.path.realpath(os.path.join(base, member_name))
-    root = os.path.realpath(base)
-    if os.path.commonpath([root, target]) != root:
-        raise UnsafeArchiveError(f'archive member {member_name!r} would be written outside '
-                                 f'{base}')
+def _inside(root, path):
+    return os.path.commonpath([root, path]) == root
 
 
-def extract(fname, base_dir):
-    """Extract a zip or tar archive into ``base_dir``, refusing unsafe members.
+def _safe_dest(root, name):
+    """Where member ``name`` lands under the real folder ``root``, resolving the links that
+    earlier members created; raise unless it stays inside ``root``."""
+    norm = name.replace('\\', '/')
+    parts = [p for p in norm.split('/') if p not in ('', '.')]
+    if norm.startswith('/') or (len(norm) > 1 and norm[1] == ':'):
+        raise UnsafeArchiveError(f'archive member {name!r} has an absolute path')
+    if '..' in parts:
+        raise UnsafeArchiveError(f'archive member {name!r} would be written outside the '
+                                 'extraction folder (".." in its path)')
+    if not parts:
+        return None
+    # the parent is resolved *now*: a symlink made by an earlier member counts
+    parent = os.path.realpath(os.path.join(root, *parts[:-1]))
+    if not _inside(root, parent):
+        raise UnsafeArchiveError(f'archive member {name!r} would be written outside the '
+                                 f'extraction folder (through a link to {parent})')
+    return os.path.join(parent, parts[-1])
 
-    Every member is checked before anything is written: absolute paths, ``..`` escapes,
-    and (tar) links pointing outside ``base_dir`` or device files raise
-    :class:`UnsafeArchiveError`.
-    """
-    os.makedirs(base_dir, exist_ok=True)
+
+def _write_stream(src, dest):
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        raise UnsafeArchiveError(f'archive member {os.path.basename(dest)!r}: a file over '
+                                 'a folder of an earlier member')
+    if os.path.lexists(dest):
+        os.unlink(dest)  # never write through a link left by an earlier member
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0),
+                 0o644)
+    with os.fdopen(fd, 'wb') as f:
+        shutil.copyfileobj(src, f, 1 << 20)
+
+
+def _extract_tar_member(t, m, root):
+    dest = _safe_dest(root, m.name)
+    if dest is None:
+        return
+    if m.isdir():
+        if os.path.islink(dest):
+            raise UnsafeArchiveError(f'archive member {m.name!r} is a folder over a link')
+        os.makedirs(dest, exist_ok=True)
+    elif m.isfile():
+        _write_stream(t.extractfile(m), dest)
+    elif m.issym():
+        if os.path.isabs(m.linkname) or m.linkname.startswith(('/', '\\')):
+            raise UnsafeArchiveError(f'archive member {m.name!r} links to the absolute path '
+                                     f'{m.linkname!r}')
+        target = os.path.realpath(os.path.join(os.path.dirname(dest), m.linkname))
+        if not _inside(root, target):
+            raise UnsafeArchiveError(f'archive member {m.name!r} links to {m.linkname!r}, '
+                                     'outside the extraction folder')
+        if os.path.lexists(dest):
+            raise UnsafeArchiveError(f'archive member {m.name!r} replaces an earlier member')
+        os.symlink(m.linkname, dest)
+    elif m.islnk():
+        # a hard link names an earlier member: copy it (never link to a file we did not write)
+        try:
+            src = _safe_dest(root, m.linkname)
+            src = os.path.realpath(src) if src else root
+        except UnsafeArchiveError:
+            src = None
+        if src is None or not _inside(root, src) or not os.path.isfile(src):
+            raise UnsafeArchiveError(f'archive member {m.name!r} is a hard link to '
+                                     f'{m.linkname!r}, not a file extracted before it')
+        with open(src, 'rb') as f:
+            _write_stream(f, dest)
+    else:
+        kind = 'device' if m.ischr() or m.isblk() else 'FIFO' if m.isfifo() else 'special'
+        raise UnsafeArchiveError(f'archive member {m.name!r} is a {kind} file')
+
+
+def _check_links(root):
+    """Every symlink under ``root`` still resolves inside it (a later member may have turned
+    an earlier, harmless link into an escaping one)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            if os.path.islink(p) and not _inside(root, os.path.realpath(p)):
+                raise UnsafeArchiveError(f'archive link {os.path.relpath(p, root)!r} '
+                                         f'resolves to {os.path.realpath(p)}, outside the '
+                                         'extraction folder')
+
+
+def _extract_into(fname, root):
+    """Extract ``fname`` into the empty folder ``root`` member by member, checking each
+    member against what the earlier ones created."""
+    root = os.path.realpath(root)
     if zipfile.is_zipfile(fname):
         with zipfile.ZipFile(fname) as z:
             for info in z.infolist():
-                _check_member(base_dir, info.filename)
-            z.extractall(base_dir)
+                dest = _safe_dest(root, info.filename)
+                if dest is None:
+                    continue
+                if info.is_dir():
+                    os.makedirs(dest, exist_ok=True)
+                else:
+                    with z.open(info) as src:
+                        _write_stream(src, dest)
     elif tarfile.is_tarfile(fname):
         with tarfile.open(fname) as t:
-            members = t.getmembers()
-            for m in members:
-                _check_member(base_dir, m.name)
-                if m.issym() or m.islnk():
-                    link = m.linkname if m.islnk() else os.path.join(
-                        os.path.dirname(m.name), m.linkname)
-                    _check_member(base_dir, link)
-                elif not (m.isfile() or m.isdir()):
-                    raise UnsafeArchiveError(f'archive member {m.name!r} is a special file')
-            t.extractall(base_dir, members=members)
+            for m in t:  # streamed: members are checked in the order they are written
+                _extract_tar_member(t, m, root)
+        _check_links(root)
     else:
         raise ValueError(f'{fname}: only zip and tar archives can be extracted')
+
+
+def _manifest(root):
+    """``{relative path: size}`` of every regular file under ``root``."""
+    out = {}
+    for dirpath, _, filenames in os.walk(root):
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            if not os.path.islink(p):
+                out[os.path.relpath(p, root).replace(os.sep, '/')] = os.path.getsize(p)
+    return out
+
+
+def _install(src, dst):
+    """Move the extracted ``src`` to ``dst``, replacing the old copy in one exchange.
+
+    A wrapper folder holding a single folder (``VOCdevkit/VOC2012``) is descended into when
+    it already exists, so another archive's siblings there (``VOCdevkit/VOC2007``) stay.
+    """
+    children = os.listdir(src) if os.path.isdir(src) and not os.path.islink(src) else []
+    if len(children) == 1 and os.path.isdir(dst) and not os.path.islink(dst) and \
+            os.path.isdir(os.path.join(src, children[0])):
+        _install(os.path.join(src, children[0]), os.path.join(dst, children[0]))
+    else:
+        replace_dir(src, dst)
+
+
+def extract(fname, base_dir):
+    """Extract a zip or tar archive into ``base_dir``, refusing unsafe members; return the
+    ``{relative path: size}`` of the files it holds.
+
+    The archive is extracted into a fresh temporary folder inside ``base_dir``, member by
+    member: a member whose path, once the links made by earlier members are resolved,
+    leaves that folder, a link pointing outside it, a hard link to anything but an earlier
+    regular member, and device or FIFO members raise :class:`UnsafeArchiveError` (and
+    nothing is left behind). Only then are its top-level entries renamed into
+    ``base_dir``, each replacing its older copy in one exchange. Concurrent callers: see :func:`download_extract`.
+    """
+    os.makedirs(base_dir, exist_ok=True)
+    name = os.path.basename(fname)
+    clean_stale(base_dir, name)
+    tmp = temp_dir(base_dir, name)
+    try:
+        _extract_into(fname, tmp)
+        manifest = _manifest(tmp)
+        for entry in sorted(os.listdir(tmp)):
+            _install(os.path.join(tmp, entry), os.path.join(base_dir, entry))
+        return manifest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _complete(stamp, fname, base_dir):
+    """Whether the stamp names this archive and every file it listed is still there, whole."""
+    try:
+        if os.path.getmtime(stamp) < os.path.getmtime(fname):
+            return False
+        with open(stamp) as f:
+            state = json.load(f)
+        files = state['files']
+        return all(os.path.getsize(os.path.join(base_dir, p)) == size
+                   for p, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def download_extract(name, folder=None, tiny=None):
@@ -204,6 +342,11 @@ def download_extract(name, folder=None, tiny=None):
     As in the chapter: the archive lands in the cache, is extracted next to it, and the return
     value is ``<cache>/<folder>`` if ``folder`` is given, else ``<cache>/<archive stem>``.
     With ``tiny`` (or ``D2LCV_TINY=1``) the synthetic twin's folder is returned instead.
+
+    Several processes may call it at once: one extracts (into a temporary folder, renamed
+    into place) while the others wait on a per-archive lock, then find the result complete.
+    The ``.extracted`` stamp lists every file with its size and is checked on each call, so
+    a deleted or truncated file makes the next call extract again.
     """
     if is_tiny(tiny):
         return synth_twin(name, folder=folder)
@@ -213,10 +356,15 @@ def download_extract(name, folder=None, tiny=None):
     if ext == '.gz' and stem.endswith('.tar'):
         stem = stem[:-4]
     stamp = fname + '.extracted'
-    if not (os.path.exists(stamp) and os.path.getmtime(stamp) >= os.path.getmtime(fname)):
-        extract(fname, base_dir)
-        with open(stamp, 'w'):
-            pass
+    with name_lock(fname):
+        if not _complete(stamp, fname, base_dir):
+            if os.path.exists(stamp):
+                os.remove(stamp)
+            manifest = extract(fname, base_dir)
+            fd, tmp = tempfile.mkstemp(dir=base_dir, prefix=f'.{os.path.basename(stamp)}.')
+            with os.fdopen(fd, 'w') as f:
+                json.dump({'archive': os.path.basename(fname), 'files': manifest}, f)
+            os.replace(tmp, stamp)
     return os.path.join(base_dir, folder) if folder else stem
 
 
@@ -259,27 +407,24 @@ def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
     The twin is generated into a temporary folder under ``<cache>/tiny/`` and renamed to
     ``<cache>/tiny/<name>`` when complete, so an interrupted generation leaves nothing that
     looks finished. ``root`` overrides the twin's folder (tests use it with smaller
-    ``sizes``); ``force`` regenerates.
+    ``sizes``); ``force`` regenerates (readers keep the old folder until the new one is
+    renamed in). Concurrent callers wait on a per-twin lock; only one generates.
     """
     _discover()
     if name not in _TWINS:
         raise KeyError(f'no synthetic twin for {name!r}; twins exist for {sorted(_TWINS)}')
     make, default_folder = _TWINS[name]
-    root = root or os.path.join(data_dir(), 'tiny', name)
-    if force and os.path.exists(root):
-        shutil.rmtree(root)
-    if not os.path.exists(root):
-        parent = os.path.dirname(os.path.abspath(root))
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(root)}.tmp-')
-        try:
-            make(tmp, seed=seed, **sizes)
+    root = os.path.abspath(root or os.path.join(data_dir(), 'tiny', name))
+    parent, base = os.path.split(root)
+    # one generator at a time per twin; the others wait and then find it complete
+    with name_lock(root):
+        if force or not os.path.exists(root):
+            clean_stale(parent, base)
+            tmp = temp_dir(parent, base)
             try:
-                os.rename(tmp, root)
-            except OSError:
-                if not os.path.exists(root):  # another process finished first otherwise
-                    raise
-        finally:
-            if os.path.exists(tmp):
-                shutil.rmtree(tmp)
+                make(tmp, seed=seed, **sizes)
+                replace_dir(tmp, root)
+            finally:
+                if os.path.exists(tmp):
+                    shutil.rmtree(tmp)
     return os.path.join(root, folder if folder else default_folder)

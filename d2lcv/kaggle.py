@@ -39,7 +39,9 @@ from mxnet.gluon import nn
 from .devices import resolve_devices, split_batch
 from .dist import (broadcast_params, create_kvstore, is_distributed, kv_num_workers, kv_rank,
                    shard_loader, step_workers)
+from .fsutil import clean_stale, name_lock, temp_dir
 from .hub import mkdir_if_not_exist
+from .imagecheck import ImageFolderDataset, check_image_folder
 from .imagerec import augment_spec, fast_loader, tag
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
@@ -226,13 +228,13 @@ def _build_and_swap(root, stamp_name, splits, fingerprint, build, state):
     """Run ``build(tmp_root)`` then replace ``root/<split>`` by ``tmp_root/<split>`` together.
 
     The stamp is removed before the swap and written (atomically) after it, so a run that
-    dies half-way leaves no stamp and the next call rebuilds everything.
+    dies half-way leaves no stamp and the next call rebuilds everything. Call it holding
+    :func:`_reorg_lock`: temporary folders of a builder that is still alive are never
+    touched, only those whose owner process is gone.
     """
     os.makedirs(root, exist_ok=True)
-    for leftover in os.listdir(root):  # debris of an interrupted earlier run
-        if leftover.startswith(('.reorg-tmp-', '.reorg-old-')):
-            shutil.rmtree(os.path.join(root, leftover), ignore_errors=True)
-    tmp_root = tempfile.mkdtemp(dir=root, prefix='.reorg-tmp-')
+    clean_stale(root, 'reorg')  # debris of an interrupted earlier run
+    tmp_root = temp_dir(root, 'reorg')
     old_root = None
     try:
         build(tmp_root)
@@ -240,7 +242,7 @@ def _build_and_swap(root, stamp_name, splits, fingerprint, build, state):
         stamp = os.path.join(root, stamp_name)
         if os.path.exists(stamp):
             os.remove(stamp)
-        old_root = tempfile.mkdtemp(dir=root, prefix='.reorg-old-')
+        old_root = temp_dir(root, 'reorg', 'old')
         for s in splits:
             if os.path.exists(os.path.join(root, s)):
                 os.rename(os.path.join(root, s), os.path.join(old_root, s))
@@ -254,6 +256,12 @@ def _build_and_swap(root, stamp_name, splits, fingerprint, build, state):
         if old_root is not None:
             shutil.rmtree(old_root, ignore_errors=True)
     return state
+
+
+def _reorg_lock(root):
+    """One reorganisation of ``root`` at a time (two notebooks, or every worker of a
+    ``d2lcv launch`` job): the others wait, then find it up to date."""
+    return name_lock(root)
 
 
 def reorg_train_valid(data_dir, labels, valid_ratio):
@@ -281,9 +289,6 @@ def reorg_train_valid(data_dir, labels, valid_ratio):
     splits = ('train', 'valid', 'train_valid')
     fp = _fingerprint('train_valid', data_dir, [os.path.join('train', f) for f in train_files],
                       [valid_ratio, sorted(labels.items())])
-    state = _up_to_date(root, '.reorg_train_valid.json', fp, splits)
-    if state is not None:
-        return state['n_valid_per_label']
 
     def build(tmp_root):
         for s in splits:  # one folder per class in every split, even if empty
@@ -294,13 +299,16 @@ def reorg_train_valid(data_dir, labels, valid_ratio):
             for s in targets:
                 copyfile(fname, os.path.join(tmp_root, s, labels[_stem(train_file)]))
 
-    small = [c for c, k in collections.Counter(labels.values()).items()
-             if k <= n_valid_per_label]
-    if small:
-        warnings.warn(f'classes {sorted(small)} have no image left for train/ after taking '
-                      f'{n_valid_per_label} per class for valid/', stacklevel=2)
-    state = _build_and_swap(root, '.reorg_train_valid.json', splits, fp, build,
-                            {'n_valid_per_label': n_valid_per_label})
+    with _reorg_lock(root):
+        state = _up_to_date(root, '.reorg_train_valid.json', fp, splits)
+        if state is None:
+            small = [c for c, k in collections.Counter(labels.values()).items()
+                     if k <= n_valid_per_label]
+            if small:
+                warnings.warn(f'classes {sorted(small)} have no image left for train/ after '
+                              f'taking {n_valid_per_label} per class for valid/', stacklevel=2)
+            state = _build_and_swap(root, '.reorg_train_valid.json', splits, fp, build,
+                                    {'n_valid_per_label': n_valid_per_label})
     return state['n_valid_per_label']
 
 
@@ -313,8 +321,6 @@ def reorg_test(data_dir):
     test_files = _image_files(test_dir)
     root = os.path.join(data_dir, 'train_valid_test')
     fp = _fingerprint('test', data_dir, [os.path.join('test', f) for f in test_files], [])
-    if _up_to_date(root, '.reorg_test.json', fp, ('test',)) is not None:
-        return len(test_files)
 
     def build(tmp_root):
         mkdir_if_not_exist(os.path.join(tmp_root, 'test', 'unknown'))
@@ -322,7 +328,9 @@ def reorg_test(data_dir):
             copyfile(os.path.join(test_dir, test_file),
                      os.path.join(tmp_root, 'test', 'unknown'))
 
-    _build_and_swap(root, '.reorg_test.json', ('test',), fp, build, {})
+    with _reorg_lock(root):
+        if _up_to_date(root, '.reorg_test.json', fp, ('test',)) is None:
+            _build_and_swap(root, '.reorg_test.json', ('test',), fp, build, {})
     return len(test_files)
 
 
@@ -404,14 +412,16 @@ def transform_test_dog(size=224):
 
 def read_image_folders(data_dir, folders=SPLITS):
     """``ImageFolderDataset``\\ s over ``data_dir/train_valid_test/<folder>`` (the chapter's
-    ``train_ds, valid_ds, train_valid_ds, test_ds``)."""
+    ``train_ds, valid_ds, train_valid_ds, test_ds``). Unreadable or truncated images raise
+    :class:`d2lcv.imagecheck.ImageDataError` naming them."""
     out = []
     for folder in folders:
         path = os.path.join(data_dir, 'train_valid_test', folder)
         if not os.path.isdir(path):
             raise KaggleDataError(f'{path}: missing; run reorg_cifar10_data / reorg_dog_data '
                                   'first')
-        out.append(gluon.data.vision.ImageFolderDataset(path))
+        check_image_folder(path)  # a truncated image would train as a partial picture
+        out.append(ImageFolderDataset(path))
     return out
 
 

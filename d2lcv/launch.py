@@ -4,9 +4,16 @@
 the parameter-server scheduler, ``num_servers`` servers and ``num_workers`` copies of
 ``command`` (the workers), each with the ``DMLC_*`` environment that MXNet's ``dist_sync`` /
 ``dist_async`` kvstore reads. Every line a process prints is streamed with its role and rank
-as a prefix (``[worker 1] ...``). The launcher never hangs: if any process fails, or a
-scheduler/server quits before the workers are done, or ``timeout`` seconds pass, it kills
-every process group it started, says which process failed, and returns non-zero.
+as a prefix (``[worker 1] ...``), in bounded pieces (a line without a newline never sits in
+memory whole). The launcher never hangs: if any process fails (exception, ``sys.exit(n)``,
+signal), or a scheduler/server quits before the workers are done, or ``timeout`` seconds
+pass, or its own output is closed (``| head``), it stops everything, says which process
+failed, and returns non-zero.
+
+Nothing outlives the launcher (Linux): each process runs under :mod:`d2lcv._guard`, a child
+subreaper that owns every process the command starts (even those that call ``setsid`` or
+ignore SIGTERM), stops them all when the command exits or the job stops, and does the same
+when the launcher itself dies (SIGKILL included) or gets SIGHUP.
 
 Worker ``i`` of the launcher is the kvstore's ``kv.rank == i``: each node gets its own
 listening port (``PORT``), allotted in increasing order, and ps-lite numbers the nodes of one
@@ -22,7 +29,9 @@ Command line (also ``python -m d2lcv.launch``)::
     d2lcv launch -n 2 -s 1 [--timeout 600] -- python train.py --kvstore dist_sync
 """
 import argparse
+import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,24 +90,70 @@ def read_hosts(path):
     return hosts
 
 
-class _Proc:
-    """One launched process: its label, Popen and the thread streaming its output."""
+_GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_guard.py')
+# bytes read from a process at a time: a line longer than this is passed on in pieces, so
+# one giant line without a newline never sits in memory whole
+_CHUNK = 1 << 16
 
-    def __init__(self, role, rank, argv, env, out, lock):
+
+class _Output:
+    """The launcher's output, shared by the pump threads; remembers a closed reader
+    (``| head``) instead of dying on it, so the processes' pipes are still drained."""
+
+    def __init__(self, out):
+        self.out, self.lock, self.broken = out, threading.Lock(), threading.Event()
+
+    def write(self, data):
+        with self.lock:
+            if self.broken.is_set():
+                return
+            try:
+                _write(self.out, data)
+            except (BrokenPipeError, ValueError, OSError):
+                self.broken.set()
+                _silence(self.out)
+
+
+def _silence(out):
+    """Point a closed stdout at /dev/null, so the interpreter's final flush is quiet."""
+    try:
+        fd = out.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+class _Proc:
+    """One launched process: its label, Popen and the thread streaming its output.
+
+    On Linux the process runs under :mod:`d2lcv._guard`, which owns everything the command
+    starts (a child subreaper) and stops all of it when the command exits, when it is told
+    to stop and when the launcher dies."""
+
+    def __init__(self, role, rank, argv, env, output):
         self.role, self.rank = role, rank
         self.label = role if role == 'scheduler' else f'{role} {rank}'
-        # own session = own process group, so killing it also kills what it started
+        if sys.platform.startswith('linux'):
+            argv = [sys.executable, _GUARD, str(os.getpid()), '--', *argv]
+        # own session = own process group: the group gets the first SIGTERM
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True, preexec_fn=_die_with_parent())
-        self.thread = threading.Thread(target=self._pump, args=(out, lock), daemon=True)
+        self.thread = threading.Thread(target=self._pump, args=(output,), daemon=True)
         self.thread.start()
 
-    def _pump(self, out, lock):
+    def _pump(self, output):
         prefix = f'[{self.label}] '.encode()
-        for line in iter(self.popen.stdout.readline, b''):
-            with lock:
-                _write(out, prefix + line if line.endswith(b'\n') else prefix + line + b'\n')
+        at_start = True
+        read = self.popen.stdout.readline
+        for piece in iter(lambda: read(_CHUNK), b''):
+            ends = piece.endswith(b'\n')
+            output.write((prefix if at_start else b'') + piece)
+            at_start = ends
+        if not at_start:
+            output.write(b'\n')
         self.popen.stdout.close()
 
     def poll(self):
@@ -140,8 +195,10 @@ def _write(out, data):
         out.flush()
 
 
-def _kill_all(procs, grace=3.0):
-    """SIGTERM every live process group, then SIGKILL what is left after ``grace`` s."""
+def _kill_all(procs, grace=4.0):
+    """SIGTERM every live process group (each guard then stops its whole tree within
+    ``_guard.GRACE`` s), then SIGKILL what is left after ``grace`` s, found by walking
+    ``/proc`` below each process (not only its group)."""
     live = [p for p in procs if p.poll() is None]
     for p in live:
         p.signal(signal.SIGTERM)
@@ -150,6 +207,11 @@ def _kill_all(procs, grace=3.0):
         time.sleep(0.05)
     for p in live:
         if p.poll() is None:
+            for pid in _descendants(p.popen.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             p.signal(signal.SIGKILL)
     for p in procs:
         try:
@@ -157,6 +219,26 @@ def _kill_all(procs, grace=3.0):
         except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
             pass
         p.thread.join(timeout=2)
+
+
+def _descendants(pid):
+    if not os.path.isdir('/proc'):
+        return []
+    from . import _guard
+    return _guard.descendants(pid)
+
+
+def check_timeout(timeout):
+    """``timeout`` as a float; raise :class:`LaunchError` unless it is > 0 (``inf``: none).
+    NaN compares false with every deadline and would never fire."""
+    try:
+        t = float(timeout)
+    except (TypeError, ValueError):
+        raise LaunchError(f'--timeout must be a number of seconds, got {timeout!r}') from None
+    if math.isnan(t) or t <= 0:
+        raise LaunchError(f'--timeout must be a positive number of seconds (inf: no '
+                          f'timeout), got {timeout!r}')
+    return t
 
 
 def _describe(code):
@@ -202,6 +284,7 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
         130 if interrupted. The failure is described on ``out``.
     """
     out = sys.stdout if out is None else out
+    timeout = check_timeout(timeout)
     if num_workers < 1 or num_servers < 1:
         raise LaunchError(f'need at least one worker and one server (got -n {num_workers} '
                           f'-s {num_servers})')
@@ -221,7 +304,7 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
     base.update({'DMLC_PS_ROOT_URI': '127.0.0.1', 'DMLC_PS_ROOT_PORT': str(root_port),
                  'DMLC_NUM_WORKER': str(num_workers), 'DMLC_NUM_SERVER': str(num_servers),
                  'DMLC_NODE_HOST': '127.0.0.1'})
-    lock = threading.Lock()
+    output = _Output(out)
     procs = []
 
     def start(role, rank, argv, port=None):
@@ -230,14 +313,16 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
             e['PORT'] = str(port)
         if role == 'worker':
             e['D2LCV_LAUNCH_RANK'] = str(rank)
+        exe = shutil.which(argv[0], path=e.get('PATH'))
         try:
-            procs.append(_Proc(role, rank, argv, e, out, lock))
+            if exe is None:  # the guard would start; say it here, with the name
+                raise FileNotFoundError(f'{argv[0]!r} is not an executable file or on PATH')
+            procs.append(_Proc(role, rank, argv, e, output))
         except OSError as e:
             raise _StartError(f'cannot start {role} {rank} ({argv[0]!r}): {e}') from e
 
     def say(msg):
-        with lock:
-            _write(out, f'[launch] {msg}\n'.encode())
+        output.write(f'[launch] {msg}\n'.encode())
 
     old_term = signal.getsignal(signal.SIGTERM)
     in_main = threading.current_thread() is threading.main_thread()
@@ -246,7 +331,9 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
         raise KeyboardInterrupt
 
     if in_main:
+        old_hup = signal.getsignal(signal.SIGHUP)
         signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGHUP, on_term)  # the terminal closed: stop, as for SIGTERM
     code = 1
     try:
         start('scheduler', 0, server_command)
@@ -263,6 +350,10 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
         deadline = started + timeout
         quit_at = None
         while True:
+            if output.broken.is_set():
+                # the reader went away (`| head`): stop, as a Unix pipeline does
+                code = 128 + signal.SIGPIPE
+                break
             failed = [p for p in procs if p.poll() not in (None, 0)]
             if failed:
                 p = min(failed, key=lambda q: q.popen.pid)
@@ -306,7 +397,15 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
         _kill_all(procs)
         if in_main:
             signal.signal(signal.SIGTERM, old_term)
+            signal.signal(signal.SIGHUP, old_hup)
     return code
+
+
+def _timeout_arg(text):
+    try:
+        return check_timeout(text)
+    except LaunchError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser(parser=None):
@@ -317,8 +416,8 @@ def build_parser(parser=None):
     p.add_argument('-n', '--num-workers', type=int, required=True, help='worker processes')
     p.add_argument('-s', '--num-servers', type=int, default=1, help='server processes')
     p.add_argument('-H', '--hosts', help='hosts file (one machine only: loopback names)')
-    p.add_argument('--timeout', type=float, default=3600.0,
-                   help='seconds before every process is killed (default 3600)')
+    p.add_argument('--timeout', type=_timeout_arg, default=3600.0,
+                   help='seconds before every process is killed (default 3600; inf: never)')
     p.add_argument('command', nargs=argparse.REMAINDER, help='-- COMMAND [ARGS...]')
     return p
 

@@ -112,14 +112,47 @@ def read_voc_label(path):
     return _label_indices(_open_image(path), path)
 
 
+def _check_label_range(lab, path):
+    """Raise unless every value of ``lab`` is a class (0-20) or void (255). Checked before
+    any narrowing to uint8: a 16-bit 300 would otherwise wrap to class 44 (and then train
+    as class 20, where the loss's pick clips it)."""
+    bad = (lab < 0) | ((lab >= len(VOC_CLASSES)) & (lab != IGNORE_LABEL))
+    if bad.any():
+        ys, xs = onp.nonzero(bad)
+        values = onp.unique(lab[bad])
+        raise VOCFormatError(
+            f'{path}: {int(bad.sum())} pixel(s) have label values '
+            f'{values[:8].tolist()}{" ..." if values.size > 8 else ""} (first at row '
+            f'{ys[0]}, column {xs[0]}); VOC labels are 0-{len(VOC_CLASSES) - 1} or '
+            f'{IGNORE_LABEL} (void)')
+
+
+_STRICT_TABLE = None
+
+
 def _label_indices(im, path):
-    """Class indices of an opened label image (see :func:`read_voc_label`)."""
-    if im.mode == 'P':
-        return _decode(im, path)
-    if im.mode in ('L', 'I', 'I;16'):
-        return _decode(im, path).astype(onp.uint8)
+    """Class indices of an opened label image (see :func:`read_voc_label`). Values that are
+    no VOC class, and RGB colours that are not in the VOC colormap, raise
+    :class:`VOCFormatError` naming the file."""
+    global _STRICT_TABLE
+    if im.mode in ('P', 'L', 'I', 'I;16', 'I;16B', 'I;16L'):
+        lab = _decode(im, path)
+        _check_label_range(lab, path)
+        return lab.astype(onp.uint8)
     rgb = _decode(im, path, 'RGB')
-    return voc_label_indices(rgb, build_colormap2label()).astype(onp.uint8)
+    if _STRICT_TABLE is None:
+        _STRICT_TABLE = ColormapTable(missing=-1)
+    lab = voc_label_indices(rgb, _STRICT_TABLE)
+    unknown = lab < 0
+    if unknown.any():
+        ys, xs = onp.nonzero(unknown)
+        raise VOCFormatError(
+            f'{path}: {int(unknown.sum())} of {lab.size} pixels have colours that are not in '
+            f'the VOC colormap (first {tuple(int(c) for c in rgb[ys[0], xs[0]])} at row '
+            f'{ys[0]}, column {xs[0]}); a label image must use VOC_COLORMAP or the void '
+            f'colour {tuple(VOID_COLOR)} exactly (a JPEG-compressed or resampled label '
+            'image does not)')
+    return lab.astype(onp.uint8)
 
 
 def read_voc_images(voc_dir, is_train=True):

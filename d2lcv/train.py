@@ -7,21 +7,26 @@ no host/device synchronisation on every batch (losses and accuracies are summed 
 device and read five times an epoch), and an optional checkpoint from which an interrupted
 run resumes after its last finished epoch.
 """
+import hashlib
 import json
 import os
 import pickle
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as onp
 from mxnet import autograd, np
+from mxnet.base import MXNetError
 
 from . import dist
 from .devices import resolve_devices, split_batch
+from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 from .plot import Animator, in_notebook
 
 __all__ = ['Timer', 'Accumulator', 'accuracy', 'evaluate_accuracy_gpus', 'train_batch_ch13',
-           'train_ch13', 'get_dataloader_workers', 'corr2d', 'net_devices']
+           'train_ch13', 'get_dataloader_workers', 'corr2d', 'net_devices', 'CheckpointError']
 
 
 class Timer:
@@ -201,46 +206,145 @@ def _load_states_by_name(trainer, path, saved_order, order):
             os.remove(tmp)
 
 
-class _Checkpoint:
-    """Parameters, trainer state and progress after each finished epoch.
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read back; the message names the file at fault."""
 
-    Files ``<path>.params``, ``<path>.states`` and ``<path>.json``; each is written under a
-    temporary name and renamed, the JSON last, so it only ever names a complete epoch. The
-    JSON records which parameter each optimizer state belongs to (see ``_trainer_order``).
+
+def _sha1(path, chunk=1 << 20):
+    h = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Checkpoint:
+    """Parameters, trainer state and progress after each finished epoch, as one unit.
+
+    The checkpoint of path ``P`` is the folder ``P.ckpt/``: ``model.params``,
+    ``trainer.states`` (absent with a dist kvstore that updates on the servers: MXNet
+    cannot save that state from a worker, so it restarts on resume), ``state.json`` and a
+    ``manifest.json`` listing each file's size and sha1, written last. Every save builds a
+    fresh temporary folder (the writer's pid in its name) and swaps it for ``P.ckpt`` in one
+    rename, so a kill at any moment leaves the previous checkpoint or the new one, never a
+    mix; the manifest is checked on load. The state records which parameter each optimizer
+    state belongs to (see ``_trainer_order``). Any failure raises :class:`CheckpointError`
+    naming the file. ``P.json`` / ``P.params`` / ``P.states`` (the earlier three-file
+    layout) are still read.
     """
+    FORMAT = 1
 
     def __init__(self, path):
         self.path = path
+        self.folder = path + '.ckpt'
 
     def exists(self):
-        return os.path.exists(self.path + '.json')
+        return os.path.isdir(self.folder) or os.path.exists(self.path + '.json')
+
+    def check_writable(self):
+        """Raise :class:`CheckpointError` now, before any training, if the checkpoint's
+        folder cannot be created or written."""
+        parent = os.path.dirname(os.path.abspath(self.folder))
+        try:
+            os.makedirs(parent, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=parent, prefix=f'.{os.path.basename(self.folder)}'
+                                         '.probe-')
+            os.close(fd)
+            os.remove(probe)
+        except OSError as e:
+            raise CheckpointError(f'checkpoint {self.folder}: its folder {parent} is not '
+                                  f'writable ({e.strerror or e}); pass another checkpoint '
+                                  'path') from e
 
     def save(self, net, trainer, state):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        writers = [('.params', net.save_parameters)]
+        parent, name = os.path.split(os.path.abspath(self.folder))
         # with a dist kvstore that updates on the servers the optimizer state lives there
-        # and MXNet cannot save it from a worker: it restarts on resume
-        if not (trainer._distributed and trainer._update_on_kvstore):
-            writers.append(('.states', trainer.save_states))
+        with_states = not (trainer._distributed and trainer._update_on_kvstore)
+        if with_states:
             state = dict(state, param_order=_trainer_order(net, trainer))
-        elif os.path.exists(self.path + '.states'):
-            os.remove(self.path + '.states')  # an older run's: not this one's state
-        for suffix, writer in writers:
-            tmp = f'{self.path}{suffix}.tmp'
-            writer(tmp)
-            os.replace(tmp, self.path + suffix)
-        tmp = self.path + '.json.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(state, f)
-        os.replace(tmp, self.path + '.json')
+        try:
+            with name_lock(self.folder):
+                clean_stale(parent, name)
+                tmp = temp_dir(parent, name)
+                try:
+                    net.save_parameters(os.path.join(tmp, 'model.params'))
+                    if with_states:
+                        trainer.save_states(os.path.join(tmp, 'trainer.states'))
+                    with open(os.path.join(tmp, 'state.json'), 'w') as f:
+                        json.dump(state, f)
+                    files = {n: {'size': os.path.getsize(os.path.join(tmp, n)),
+                                 'sha1': _sha1(os.path.join(tmp, n))}
+                             for n in sorted(os.listdir(tmp))}
+                    with open(os.path.join(tmp, 'manifest.json'), 'w') as f:
+                        json.dump({'format': self.FORMAT, 'epoch': state.get('epoch'),
+                                   'files': files}, f)
+                    replace_dir(tmp, self.folder)
+                finally:
+                    if os.path.exists(tmp):
+                        shutil.rmtree(tmp, ignore_errors=True)
+                for suffix in ('.json', '.params', '.states'):  # the older layout's files
+                    if os.path.exists(self.path + suffix):
+                        os.remove(self.path + suffix)
+        except OSError as e:
+            raise CheckpointError(f'cannot write checkpoint {self.folder}: {e}') from e
+
+    def _read_json(self, path):
+        try:
+            with open(path) as f:
+                return json.load(f)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f'{path}: unreadable checkpoint file ({e}); delete '
+                                  f'{self.folder} to start afresh') from e
+
+    def _files(self):
+        """``(params, states or None, state dict)``, checked against the manifest."""
+        if not os.path.isdir(self.folder):  # the earlier three-file layout
+            state = self._read_json(self.path + '.json')
+            states = self.path + '.states'
+            return self.path + '.params', states if os.path.exists(states) else None, state
+        manifest_path = os.path.join(self.folder, 'manifest.json')
+        manifest = self._read_json(manifest_path)
+        files = manifest.get('files') if isinstance(manifest, dict) else None
+        if manifest.get('format') != self.FORMAT or not isinstance(files, dict) or \
+                'model.params' not in files or 'state.json' not in files:
+            raise CheckpointError(f'{manifest_path}: not a d2lcv checkpoint manifest (format '
+                                  f'{self.FORMAT} with model.params and state.json)')
+        for n, meta in files.items():
+            p = os.path.join(self.folder, n)
+            if not os.path.exists(p):
+                raise CheckpointError(f'{p}: missing from the checkpoint (listed in '
+                                      f'{manifest_path})')
+            if os.path.getsize(p) != meta.get('size') or _sha1(p) != meta.get('sha1'):
+                raise CheckpointError(f'{p}: corrupt (size or sha1 differs from '
+                                      f'{manifest_path}); delete {self.folder} to start afresh')
+        state = self._read_json(os.path.join(self.folder, 'state.json'))
+        states = os.path.join(self.folder, 'trainer.states')
+        return (os.path.join(self.folder, 'model.params'),
+                states if 'trainer.states' in files else None, state)
 
     def load(self, net, trainer, devices, states=True):
-        with open(self.path + '.json') as f:
-            state = json.load(f)
-        net.load_parameters(self.path + '.params', ctx=devices)
-        if states and os.path.exists(self.path + '.states'):
-            _load_states_by_name(trainer, self.path + '.states', state.get('param_order'),
-                                 _trainer_order(net, trainer))
+        params, states_path, state = self._files()
+        where = os.path.dirname(params) if os.path.isdir(self.folder) else params
+        epoch = state.get('epoch') if isinstance(state, dict) else None
+        if not isinstance(epoch, int) or epoch < 0 or not all(
+                k in state for k in ('train_seconds', 'examples', 'result', 'points')):
+            raise CheckpointError(f'{where}: the checkpoint state is incomplete or has no '
+                                  f'valid epoch ({epoch!r})')
+        try:
+            net.load_parameters(params, ctx=devices)
+        except (MXNetError, AssertionError, ValueError, KeyError, OSError) as e:
+            raise CheckpointError(
+                f'{params}: cannot be loaded into this model ({str(e).strip()[:300]}). Was it '
+                f'saved from another architecture? Delete {where} or pass another '
+                'checkpoint path') from e
+        if states and states_path is not None:
+            try:
+                _load_states_by_name(trainer, states_path, state.get('param_order'),
+                                     _trainer_order(net, trainer))
+            except (MXNetError, pickle.UnpicklingError, EOFError, ValueError, KeyError,
+                    TypeError, AttributeError, IndexError, OSError) as e:
+                raise CheckpointError(f'{states_path}: the optimizer state cannot be loaded '
+                                      f'({type(e).__name__}: {str(e).strip()[:300]})') from e
         return state
 
 
@@ -262,8 +366,12 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     the Animator's ``history``.
 
     ``checkpoint``: a path prefix; after every epoch the parameters, trainer state and
-    progress are saved there, and a later call with the same path resumes after the last
-    saved epoch (a finished run returns at once with its saved results).
+    progress are saved, as one unit, in the folder ``<checkpoint>.ckpt`` (replaced in a
+    single rename, checked against its manifest on load), and a later call with the same
+    path resumes after the last saved epoch (a finished run returns at once with its saved
+    results, ``epochs_run`` 0). An unwritable folder raises :class:`CheckpointError` before
+    the first epoch; a corrupt checkpoint, or one saved from another model, raises it naming
+    the file.
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
 
@@ -305,6 +413,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     if not lead:
         animator.save_path = None
     ckpt = _Checkpoint(checkpoint) if checkpoint else None
+    if ckpt is not None and lead:
+        ckpt.check_writable()  # now, not after the first epoch's work
     start_epoch, train_seconds, examples = 0, 0.0, 0
     result = {}
     if ckpt is not None and ckpt.exists():
@@ -358,7 +468,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                                      'points': points})
     per_worker = examples / train_seconds if train_seconds else float('nan')
     result['examples_per_sec'] = per_worker * kv_workers
-    result['epochs_run'] = num_epochs - start_epoch
+    # a checkpoint saved after more epochs than asked for: nothing to run, nothing undone
+    result['epochs_run'] = max(0, num_epochs - start_epoch)
     result['history'] = animator.history
     if own_animator:
         animator.close()  # writes the last PNG; frees the figure (in Jupyter: already shown)

@@ -325,8 +325,9 @@ def test_dist_sync_two_workers_agree(tmp_path, twin):
     # BatchNorm's running statistics are each worker's own (not gradients)
     assert not onp.array_equal(p0['1.running_mean'], p1['1.running_mean'])
     # rank 0 wrote the checkpoint: parameters and progress, no server-side optimizer state
-    assert json.loads((tmp_path / 'ckpt.json').read_text())['epoch'] == 2
-    assert (tmp_path / 'ckpt.params').exists() and not (tmp_path / 'ckpt.states').exists()
+    assert json.loads((tmp_path / 'ckpt.ckpt' / 'state.json').read_text())['epoch'] == 2
+    assert sorted(os.listdir(tmp_path / 'ckpt.ckpt')) == ['manifest.json', 'model.params',
+                                                          'state.json']
 
 
 @pytest.mark.slow

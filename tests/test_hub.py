@@ -195,8 +195,8 @@ def test_tiny_download_extract_returns_twin(monkeypatch, tmp_path):
     folder = hub.download_extract('cifar10')
     assert folder == os.path.join(str(tmp_path), 'tiny', 'cifar10', 'cifar-10-batches-bin')
     assert os.path.exists(os.path.join(folder, 'test_batch.bin'))
-    # no temporary folders are left next to the twin
-    assert os.listdir(tmp_path / 'tiny') == ['cifar10']
+    # no temporary folders are left next to the twin (only its lock file)
+    assert sorted(os.listdir(tmp_path / 'tiny')) == ['.cifar10.lock', 'cifar10']
 
 
 def test_interrupted_twin_generation_leaves_nothing(monkeypatch, tmp_path):
@@ -206,7 +206,7 @@ def test_interrupted_twin_generation_leaves_nothing(monkeypatch, tmp_path):
     monkeypatch.setitem(hub._TWINS, 'broken', (broken, 'x'))
     with pytest.raises(RuntimeError, match='crashed'):
         hub.synth_twin('broken', root=str(tmp_path / 'broken'))
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ['.broken.lock']
 
 
 def test_is_tiny(monkeypatch):

@@ -202,7 +202,7 @@ def test_reorg_new_ratio_replaces_old_split_without_mixing(tmp_path):
     K.reorg_train_valid(d, UNEVEN, 0.1)
     assert split_counts(d) == reference_split(UNEVEN, 0.1)[1]
     base = os.path.join(d, 'train_valid_test')
-    assert not [f for f in os.listdir(base) if f.startswith('.reorg-')]
+    assert not [f for f in os.listdir(base) if f.startswith(('.reorg.', '.reorg-'))]
 
 
 def test_reorg_rebuilds_a_tampered_tree(tmp_path):

@@ -79,7 +79,8 @@ def test_checkpoint_resumes_from_saved_epoch(tmp_path, capsys):
     ckpt = str(tmp_path / 'ckpt' / 'run')
     # interrupted after 2 epochs, then resumed for the third
     _fit([mx.cpu()], 2, tmp_path, checkpoint=ckpt)
-    assert os.path.exists(ckpt + '.json') and os.path.exists(ckpt + '.params')
+    assert sorted(os.listdir(ckpt + '.ckpt')) == ['manifest.json', 'model.params', 'state.json',
+                                                 'trainer.states']
     capsys.readouterr()
     net_resumed, _, resumed = _fit([mx.cpu()], 3, tmp_path, checkpoint=ckpt)
     assert 'resuming from' in capsys.readouterr().out
