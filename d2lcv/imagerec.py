@@ -238,7 +238,9 @@ class RecordLoader:
         # decode the next batch.
         self._table = _normalize_table(s['mean'], s['std'])
         self._normalize = _normalize_kernel()
+        self._kwargs, self._seed, self._epochs_started = kwargs, seed, 0
         self._it = mx.io.ImageRecordIter(**kwargs)
+        self._at_epoch_end = True
 
     def __bool__(self):           # a loader, even of no batch (``fast_loader(...) or ...``)
         return True
@@ -283,7 +285,7 @@ class RecordLoader:
                     pass
             return False
         try:
-            self._it.reset()
+            self._start_epoch()
             # Read to the end (a break would waste the batches already prefetched). The
             # last batch may be padded, or filled from the start of the data: cut it by the
             # count.
@@ -292,6 +294,7 @@ class RecordLoader:
             for batch in self._it:
                 if stop.is_set():     # the consumer left the epoch
                     return
+                self._at_epoch_end = False
                 keep = min(self.batch_size, left)
                 if keep <= 0:
                     continue
@@ -301,9 +304,24 @@ class RecordLoader:
                 self._normalize(pixels, self._table, X)
                 if not put((X, batch.label[0][:keep].as_np_ndarray())):
                     return
+            self._at_epoch_end = True
             put(_END)
         except BaseException as e:     # raised in the consumer's thread
             put(e)
+
+    def _start_epoch(self):
+        # MXNet's ImageRecordIter, reset in the middle of an epoch, can hand out records of
+        # the abandoned epoch first (seen: labels of a later batch in the first one). An
+        # epoch the consumer left early is therefore not reset but started afresh, with a
+        # new seed so that it still draws new crops, flips and colours.
+        import mxnet as mx
+        self._epochs_started += 1
+        if self._at_epoch_end:
+            self._it.reset()
+        else:
+            self._it = mx.io.ImageRecordIter(
+                **dict(self._kwargs, seed=self._seed + self._epochs_started))
+            self._at_epoch_end = True
 
 
 _END = object()
