@@ -17,7 +17,7 @@ batches go through :func:`to_hwc`).
 import numpy as onp
 
 __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSegmenter',
-           'HistogramNN']
+           'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline']
 
 
 def to_hwc(x):
@@ -127,7 +127,7 @@ class ColourBoxBaseline:
     largest ``k`` first.
     """
 
-    def __init__(self, bins=16, max_dets=5, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)):
+    def __init__(self, bins=16, max_dets=3, thresholds=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)):
         self.bins, self.max_dets, self.thresholds = bins, max_dets, thresholds
 
     def fit(self, images, labels):
@@ -186,3 +186,46 @@ class ColourBoxBaseline:
         from ..detection_metrics import mean_average_precision
         r = mean_average_precision(self.predict(images), labels)
         return {'map50': r['map50'], 'map': r['map']}
+
+
+# ----------------------------------------------------------------------------------------
+# The baselines on the twins' on-disk data (reports, benchmarks, quality gates)
+# ----------------------------------------------------------------------------------------
+
+def detection_arrays(data_iter):
+    """Every example of a detection iterator (``ImageDetIter`` or ``(X, Y)`` batches):
+    ``(images (N, H, W, 3) float32, labels (N, m, 5))``, a last batch's padding dropped."""
+    from ..ssd import batches
+    xs, ys = [], []
+    if hasattr(data_iter, 'reset'):
+        data_iter.reset()
+    for X, Y in batches(data_iter):
+        xs.append(to_hwc(X))
+        ys.append(Y.asnumpy())
+    m = max(y.shape[1] for y in ys)
+    ys = [onp.concatenate([y, -onp.ones((len(y), m - y.shape[1], y.shape[2]), y.dtype)], 1)
+          for y in ys]
+    return onp.concatenate(xs), onp.concatenate(ys)
+
+
+def bananas_baseline(rec_dir, edge, val_iter=None):
+    """Fit :class:`ColourBoxBaseline` on ``rec_dir/train.rec`` (uncropped, resized to
+    ``edge``) and score it on ``val_iter`` (default: ``rec_dir/val.rec``): ``{'map50', 'map'}``."""
+    import os
+    from ..bananas import BananaDetIter
+    train = BananaDetIter(64, (3, edge, edge), path_imgrec=os.path.join(rec_dir, 'train.rec'))
+    if val_iter is None:
+        val_iter = BananaDetIter(64, (3, edge, edge),
+                                 path_imgrec=os.path.join(rec_dir, 'val.rec'))
+    tx, ty = detection_arrays(train)
+    vx, vy = detection_arrays(val_iter)
+    return ColourBoxBaseline().fit(tx, ty).score(vx, vy)
+
+
+def cifar_baseline(root, limit_train=None, limit_test=None):
+    """Colour-histogram 1-NN accuracy on a CIFAR-10 folder in the binary format."""
+    from ..augment import read_cifar10_bin
+    tx, ty = read_cifar10_bin(root, True)
+    vx, vy = read_cifar10_bin(root, False)
+    return HistogramNN().fit(tx[:limit_train], ty[:limit_train]).score(vx[:limit_test],
+                                                                       vy[:limit_test])

@@ -99,7 +99,7 @@ def compose(alpha, rng, occlude=0.15):
         obj = photos.lighting(rng, photos.crop(rng, H, W, 0.1, 0.6))
         a = alpha[i][..., None]
         mean = (obj * a).sum((0, 1)) / max(float(a.sum()), 1)
-        obj = mean + 0.6 * (obj - mean)  # a calmer texture inside the shape than around it
+        obj = mean + 0.35 * (obj - mean)  # a calmer texture inside the shape than around it
         # make sure the shape stands out: push the object away from the background's mean
         gap = mean - (back * a).sum((0, 1)) / max(float(a.sum()), 1)
         if onp.abs(gap).max() < 60:
