@@ -122,7 +122,7 @@ def _banana_patch(rng, length):
 
 
 def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size=0.5,
-                   progress=True, return_masks=False):
+                   progress=True, return_masks=False, distractors=(1, 4)):
     """Draw ``num`` banana images; return ``(images, boxes)`` (and ``masks``).
 
     ``images``: ``(num, edge, edge, 3)`` uint8. ``boxes``: a list of ``(k_i, 4)`` int arrays
@@ -131,8 +131,8 @@ def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size
     of ``(k_i, edge, edge)`` bool arrays, each banana's own pixels (bananas never overlap),
     in the order of its boxes.
 
-    The background is a crop of one of scikit-image's photos (grey ones tinted); 0-3
-    distractors in banana colours (ellipses, straight bars, tinted photo patches) go under
+    The background is a crop of one of scikit-image's photos (grey ones tinted); 1-4
+    (``distractors``: the inclusive range) distractors in banana colours (ellipses, straight bars, tinted photo patches) go under
     the bananas; each banana is a textured crescent at any rotation, ``min_size`` to
     ``max_size`` of the edge long, coloured green-yellow to brown. The whole image then gets
     random lighting, blur and sensor noise. Deterministic from ``seed``; ``progress`` shows
@@ -150,7 +150,7 @@ def render_bananas(num, edge=256, seed=0, max_objects=1, min_size=0.18, max_size
         if rng.random() < 0.3:  # some backgrounds in banana colours themselves
             img = img * (banana_colour(rng) / 160)
         img = photos.lighting(rng, img)
-        for _ in range(rng.integers(1, 5)):
+        for _ in range(rng.integers(distractors[0], distractors[1] + 1)):
             _distractor(rng, img, edge)
         k = 1 if max_objects <= 1 else int(rng.integers(1, max_objects + 1))
         placed, own = [], []
@@ -257,26 +257,31 @@ def write_csv_layout(folder, images, boxes):
     os.replace(tmp, os.path.join(folder, 'label.csv'))
 
 
-def _splits(seed, num_train, num_val, edge, max_objects):
+def _splits(seed, num_train, num_val, edge, max_objects, distractors=(1, 4)):
     # distinct, seed-derived streams for the two splits
-    yield 'train', render_bananas(num_train, edge, seed * 2 + 1, max_objects)
-    yield 'val', render_bananas(num_val, edge, seed * 2 + 2, max_objects)
+    yield 'train', render_bananas(num_train, edge, seed * 2 + 1, max_objects,
+                                  distractors=distractors)
+    yield 'val', render_bananas(num_val, edge, seed * 2 + 2, max_objects,
+                                distractors=distractors)
 
 
-def make_bananas_recordio(root, seed=0, num_train=1000, num_val=100, edge=256, max_objects=1):
+def make_bananas_recordio(root, seed=0, num_train=1000, num_val=100, edge=256, max_objects=1,
+                          distractors=(1, 4)):
     """Write ``root/bananas/{train,val}.{rec,idx,lst}`` (the chapter's ``bananas.zip``)."""
     out = os.path.join(root, 'bananas')
     os.makedirs(out, exist_ok=True)
-    for split, (images, boxes) in _splits(seed, num_train, num_val, edge, max_objects):
+    for split, (images, boxes) in _splits(seed, num_train, num_val, edge, max_objects,
+                                          distractors):
         write_recordio(os.path.join(out, split), images, boxes)
     return out
 
 
 def make_banana_detection(root, seed=0, num_train=1000, num_val=100, edge=256,
-                          max_objects=1):
+                          max_objects=1, distractors=(1, 4)):
     """Write ``root/banana-detection/bananas_{train,val}/`` (``banana-detection.zip``)."""
     out = os.path.join(root, 'banana-detection')
-    for split, (images, boxes) in _splits(seed, num_train, num_val, edge, max_objects):
+    for split, (images, boxes) in _splits(seed, num_train, num_val, edge, max_objects,
+                                          distractors):
         write_csv_layout(os.path.join(out, f'bananas_{split}'), images, boxes)
     return out
 

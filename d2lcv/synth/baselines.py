@@ -17,7 +17,8 @@ batches go through :func:`to_hwc`).
 import numpy as onp
 
 __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSegmenter',
-           'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline']
+           'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline',
+           'image_folder_baseline', 'voc_baseline']
 
 
 def to_hwc(x):
@@ -229,3 +230,46 @@ def cifar_baseline(root, limit_train=None, limit_test=None):
     vx, vy = read_cifar10_bin(root, False)
     return HistogramNN().fit(tx[:limit_train], ty[:limit_train]).score(vx[:limit_test],
                                                                        vy[:limit_test])
+
+
+def _folder_images(folder):
+    """``(images, labels)`` of ``folder/<class>/*`` (classes sorted, any image size)."""
+    import os
+    from PIL import Image
+    xs, ys = [], []
+    for k, c in enumerate(sorted(os.listdir(folder))):
+        for f in sorted(os.listdir(os.path.join(folder, c))):
+            with Image.open(os.path.join(folder, c, f)) as im:
+                xs.append(onp.asarray(im.convert('RGB')))
+            ys.append(k)
+    return xs, onp.array(ys)
+
+
+def image_folder_baseline(train_folder, test_folder):
+    """Colour-histogram 1-NN accuracy from ``train_folder/<class>/*`` on ``test_folder``."""
+    tx, ty = _folder_images(train_folder)
+    vx, vy = _folder_images(test_folder)
+    return HistogramNN().fit(tx, ty).score(vx, vy)
+
+
+def voc_baseline(voc_dir, max_images=None):
+    """:class:`NearestColourSegmenter` fitted on a VOC folder's train split, scored on its
+    val split (whole images, void ignored): ``{'pixel_acc', 'miou'}``."""
+    import os
+    from PIL import Image
+    from ..segmentation import (mean_iou, pixel_accuracy, read_voc_label,
+                                segmentation_confusion, voc_split_names)
+
+    def split(is_train, limit):
+        xs, ys = [], []
+        for n in voc_split_names(voc_dir, is_train)[:limit]:
+            with Image.open(os.path.join(voc_dir, 'JPEGImages', n + '.jpg')) as im:
+                xs.append(onp.asarray(im.convert('RGB')))
+            ys.append(onp.asarray(read_voc_label(os.path.join(voc_dir, 'SegmentationClass',
+                                                               n + '.png'))))
+        return xs, ys
+    tx, ty = split(True, None)
+    vx, vy = split(False, max_images)
+    pred = NearestColourSegmenter().fit(tx, ty).predict(vx)
+    conf = sum(segmentation_confusion(p, y) for p, y in zip(pred, vy))
+    return {'pixel_acc': float(pixel_accuracy(conf)), 'miou': float(mean_iou(conf))}
