@@ -12,7 +12,7 @@ order (stable for ties, at most ``max_dets``) each take the still-unmatched grou
 the same class with the highest IoU >= the threshold (on equal IoU, the later ground
 truth); then all detections of a class are ranked by score across images. Precision is
 interpolated with ``interpolation='coco'`` (101 recall points, as pycocotools: the tests
-check agreement to 1e-3), ``'voc'`` (area under the monotone precision envelope, VOC2010+)
+check agreement to 1e-12), ``'voc'`` (area under the monotone precision envelope, VOC2010+)
 or ``'voc07'`` (11 recall points). Classes without any ground truth are left out of the mean.
 
 The matching is vectorised over images, thresholds and ground truths; the only loop runs

@@ -34,7 +34,10 @@ def test_run_augment_tiny_writes_report(tmp_path, capsys):
     (run_dir,) = glob.glob(str(tmp_path / '*-augment'))
     metrics = json.load(open(os.path.join(run_dir, 'metrics.json')))
     sec = metrics['13.1']
-    assert sec['status'] == 'ok' and 0 <= sec['test_acc'] <= 1 and sec['examples_per_sec'] > 0
+    assert sec['status'] == 'ok' and sec['examples_per_sec'] > 0
+    # an accuracy over 20 test images is a whole number of twentieths
+    assert sec['test_acc'] * 20 == pytest.approx(round(sec['test_acc'] * 20), abs=1e-6)
+    assert sec['baseline_test_acc'] * 20 == pytest.approx(round(sec['baseline_test_acc'] * 20))
     html = open(os.path.join(run_dir, 'index.html')).read()
     pngs = sorted(os.path.basename(p) for p in glob.glob(os.path.join(run_dir, '*.png')))
     assert '13_1_aug_flip_left_right.png' in pngs and '13_1_training.png' in pngs

@@ -188,16 +188,16 @@ def test_agrees_with_pycocotools(seed):
         labels[0, 0] = [0, 0.1, 0.1, 0.3, 0.3]
     stats = coco_stats(dets, labels, num_classes)
     r = mean_average_precision(dets, labels, num_classes=num_classes)
-    assert r['map'] == pytest.approx(stats[0], abs=1e-3)
-    assert r['map50'] == pytest.approx(stats[1], abs=1e-3)
-    assert r['map75'] == pytest.approx(stats[2], abs=1e-3)
+    assert r['map'] == pytest.approx(stats[0], abs=1e-12)
+    assert r['map50'] == pytest.approx(stats[1], abs=1e-12)
+    assert r['map75'] == pytest.approx(stats[2], abs=1e-12)
 
 
 def test_max_dets_cap_agrees_with_pycocotools():
     rng = onp.random.default_rng(11)
     dets, labels = random_case(rng, n_img=3, num_classes=1, max_gt=4, max_det=140)
     stats = coco_stats(dets, labels, 1)
-    assert mean_average_precision(dets, labels)['map'] == pytest.approx(stats[0], abs=1e-3)
+    assert mean_average_precision(dets, labels)['map'] == pytest.approx(stats[0], abs=1e-12)
 
 
 @pytest.mark.parametrize('interpolation', ['coco', 'voc'])

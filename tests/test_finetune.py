@@ -225,7 +225,8 @@ def test_train_fine_tuning_loss_falls(tiny_twin):
     losses = [y for x, y in zip(h['x'][0], h['y'][0]) if float(x).is_integer()]
     assert len(losses) == 8
     assert losses[-1] < 0.7 * losses[0], losses
-    assert 0 <= result['test_acc'] <= 1
+    assert result['test_acc'] == pytest.approx(
+        finetune.evaluate(net, test_imgs, finetune.test_augs(24, 28)))
 
 
 def test_pretrain_source_is_cached(tmp_path, monkeypatch):
@@ -242,16 +243,6 @@ def test_pretrain_source_is_cached(tmp_path, monkeypatch):
         onp.testing.assert_array_equal(a.data().asnumpy(), b.data().asnumpy())
     _, info3 = finetune.pretrain_source(**dict(kw, seed=1))  # other settings, other file
     assert info3['params'] != info['params']
-
-
-@pytest.mark.slow
-def test_finetune_beats_scratch_on_the_twin(tmp_path, monkeypatch):
-    """The run section's comparison (the defaults): fine-tuning from the source task
-    is at least 5 points ahead of scratch at equal epochs."""
-    monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path))
-    r = finetune.compare_finetune_scratch(devices=[mx.cpu()], verbose=False,
-                                          variants=('finetune', 'scratch'))
-    assert r['finetune']['test_acc'] >= r['scratch']['test_acc'] + 0.05, r
 
 
 def test_chapter_model_zoo_resnet18_v2():

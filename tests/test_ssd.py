@@ -182,8 +182,10 @@ def test_training_loss_falls(tiny_twin):
     losses = result['loss_history']
     assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
     assert losses[-1] < losses[1]  # still learning after the first epoch
-    assert 0 <= result['class_err'] < 0.05 and result['bbox_mae'] > 0
-    assert result['val_map'] is not None and 0 <= result['val_map'] <= 1
+    assert result['bbox_mae'] > 0
+    # the reported mAP is the evaluator's on the trained net (levels: tests/test_quality.py)
+    assert result['val_map'] == pytest.approx(
+        ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()])['map50'])
     assert result['examples_per_sec'] > 0
 
 
@@ -311,6 +313,7 @@ def test_run_section_writes_figures_and_metrics(tmp_path, monkeypatch, capsys):
     (run_dir,) = list(tmp_path.iterdir())
     metrics = json.load(open(run_dir / 'metrics.json'))['13.7']
     assert metrics['status'] == 'ok' and metrics['epochs'] == 2
-    assert 0 <= metrics['val_map50'] <= 1 and metrics['last_loss'] < metrics['first_loss']
+    assert metrics['last_loss'] < metrics['first_loss']
+    assert {'val_map50', 'baseline_val_map50'} <= set(metrics)  # model next to baseline
     for name in ('13_7_curves.png', '13_7_detections.png'):
         assert (run_dir / name).stat().st_size > 1000

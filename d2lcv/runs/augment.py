@@ -53,6 +53,14 @@ def run(ctx):
         save_path=rep.path('13_1_training.png'), limit_train=num_train, limit_test=num_test,
         kvstore=ctx.kvstore)
     rep.attach('13_1_training.png', 'ResNet-18 with random left-right flips: loss and accuracy')
+    if ctx.tiny and result['test_acc'] is not None:  # rank 0 (a dist run's others: None)
+        # the rule without learned features the model must beat (issue 12)
+        from ..hub import synth_twin
+        from ..synth.baselines import cifar_baseline
+        base = cifar_baseline(synth_twin('cifar10'), num_train, num_test)
+        rep.metric('baseline_test_acc', round(base, 4))
+        rep.note(f'Trivial baseline (colour-histogram nearest neighbour on the same images): '
+                 f'test accuracy {base:.3f} against the model\'s {result["test_acc"]:.3f}.')
     for key in ('train_loss', 'train_acc', 'test_acc', 'examples_per_sec', 'epochs_run'):
         rep.metric(key, result[key])
     where = f'{ctx.devices}' + (f' x {workers} workers ({ctx.kvstore.type}, batch per '

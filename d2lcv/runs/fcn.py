@@ -119,6 +119,12 @@ def run(ctx):
     rep.metric('val_whole_image_pixel_acc', ev['pixel_acc'])
     rep.metric('val_whole_image_miou', ev['miou'])
     rep.metric('val_images_evaluated', ev['num_images'])
+    if tiny:  # the rule without learned features the model must beat (issue 12)
+        from ..synth.baselines import voc_baseline
+        base = voc_baseline(voc_dir, ev['num_images'])
+        rep.metric('baseline_val_whole_image_miou', base['miou'])
+        rep.note(f'Trivial baseline (per-pixel nearest class colour, fitted on the training '
+                 f'images): val mIoU {base["miou"]:.3f} against the model\'s {ev["miou"]:.3f}.')
 
     test_images, test_labels = seg.read_voc_images(voc_dir, False)
     n, imgs = 4, []

@@ -87,6 +87,13 @@ def run(ctx):
     ctx.report.metric('val_map50_voc', round(voc['map50'], 4))
     ctx.report.metric('val_map_0.5:0.95', round(final['map'], 4))
     ctx.report.metric('epochs', num_epochs)
+    if tiny:  # the rule without learned features the model must beat (issue 12)
+        from ..synth.baselines import bananas_baseline
+        base = bananas_baseline(folder, edge, val_iter)
+        ctx.report.metric('baseline_val_map50', round(base['map50'], 4))
+        ctx.report.note(f'Trivial baseline (colour threshold + connected components, fitted '
+                        f'on the training images): val mAP@0.5 {base["map50"]:.3f} against '
+                        f'the model\'s {final["map50"]:.3f}.')
     ctx.report.metric('first_loss', round(result['loss_history'][0], 5))
     ctx.report.metric('last_loss', round(result['loss_history'][-1], 5))
     ctx.report.metric('train_minutes', round(minutes, 2))

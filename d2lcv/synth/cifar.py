@@ -1,59 +1,124 @@
 """Synthetic CIFAR-10 twin in Gluon's binary format (``cifar-10-batches-bin``).
 
 Each record is one label byte followed by 3,072 bytes: the red, green and blue 32x32 planes,
-exactly as in the real ``data_batch_{1..5}.bin`` / ``test_batch.bin``. Every class has its own
-shape and colour family drawn at a random position, size and shade on a noisy background, so
-the classes differ visibly and a small network learns them in a few epochs.
+exactly as in the real ``data_batch_{1..5}.bin`` / ``test_batch.bin``.
+
+Classes differ only in shape (:data:`SHAPES`: a cross, a square, a triangle, ...): each
+image is a random crop of one of scikit-image's photos with the class's shape cut out of
+*another* random photo and pasted on it, at a random position, size (radius 9-14 pixels)
+and rotation, under random lighting (either may be the brighter), blur and noise, with an
+occluding photo strip on some images. Colour and brightness therefore carry no label: a
+colour-histogram nearest neighbour scores near chance (see
+:class:`d2lcv.synth.baselines.HistogramNN`), while a CNN learns the shapes.
 """
 import os
 
 import numpy as onp
 
 from ..hub import register_twin
+from . import photos
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
            'truck']
-# one (R, G, B) base colour per class
-_COLOURS = onp.array([[230, 60, 50], [60, 200, 70], [60, 90, 230], [235, 210, 50],
-                      [200, 70, 210], [60, 210, 220], [245, 140, 40], [140, 140, 140],
-                      [250, 250, 250], [120, 60, 20]], dtype=onp.float32)
+#: The shape that stands for each class, in class order.
+SHAPES = ['cross', 'square', 'triangle', 'disc', 'star', 'ring', 'crescent', 'frame', 'bar',
+          'dumbbell']
 
 
-def _masks(labels, rng, size=32):
-    """Boolean masks ``(N, size, size)``, one shape family per class, vectorised over N."""
-    n = len(labels)
-    yy, xx = onp.mgrid[0:size, 0:size].astype(onp.float32)
-    cy = rng.uniform(11, size - 11, n)[:, None, None]
-    cx = rng.uniform(11, size - 11, n)[:, None, None]
-    r = rng.uniform(6, 10, n)[:, None, None]
-    dy, dx = yy[None] - cy, xx[None] - cx
-    dist = onp.sqrt(dy ** 2 + dx ** 2)
-    shapes = [
-        dist < r,                                                     # disc
-        (abs(dy) < r) & (abs(dx) < r),                                # square
-        (dist < r) & (dist > r * 0.55),                               # ring
-        ((abs(dy) < r * 0.3) | (abs(dx) < r * 0.3)) & (dist < r * 1.2),  # plus
-        (abs(dy) + abs(dx)) < r,                                      # diamond
-        (abs(dy) < r) & (abs(dx) < r) & ((onp.floor(yy / 4) % 2) == 0)[None],  # h-stripes
-        (abs(dy) < r) & (abs(dx) < r) & ((onp.floor(xx / 4) % 2) == 0)[None],  # v-stripes
-        (dy > -r) & (dy < r) & (abs(dx) < (dy + r) / 2),              # triangle
-        (abs(dy) < r * 0.35) & (abs(dx) < r * 1.3),                   # horizontal bar
-        (abs(dy - dx) < r * 0.4) & (dist < r * 1.3),                  # diagonal bar
-    ]
-    stack = onp.stack(shapes, axis=1)  # (N, 10, size, size)
-    return stack[onp.arange(n), labels]
+def shape_field(kind, u, v):
+    """Signed field of ``kind`` in object coordinates (radius ~1): < 0 inside, > 0 outside.
+
+    ``u``, ``v``: arrays of any (equal) shape; returns the same shape.
+    """
+    r = onp.sqrt(u ** 2 + v ** 2)
+    if kind == 'disc':
+        return r - 0.9
+    if kind == 'ring':
+        return abs(r - 0.72) - 0.26
+    if kind == 'square':
+        return onp.maximum(abs(u), abs(v)) - 0.75
+    if kind == 'frame':
+        return abs(onp.maximum(abs(u), abs(v)) - 0.68) - 0.2
+    if kind == 'triangle':  # equilateral, apex up: three half-planes
+        d = [u * onp.cos(a) + v * onp.sin(a) for a in (onp.pi / 2, onp.pi * 7 / 6,
+                                                       onp.pi * 11 / 6)]
+        return onp.maximum(onp.maximum(d[0], d[1]), d[2]) - 0.5
+    if kind == 'cross':
+        return onp.minimum(onp.maximum(abs(u) - 0.95, abs(v) - 0.28),
+                           onp.maximum(abs(u) - 0.28, abs(v) - 0.95))
+    if kind == 'star':
+        phi = onp.arctan2(v, u)
+        return r - (0.62 + 0.36 * onp.cos(5 * phi))
+    if kind == 'crescent':
+        return onp.maximum(r - 0.95, 0.75 - onp.sqrt((u - 0.5) ** 2 + v ** 2))
+    if kind == 'bar':
+        return onp.maximum(abs(u) - 1.0, abs(v) - 0.3)
+    if kind == 'dumbbell':
+        ends = onp.sqrt((abs(u) - 0.6) ** 2 + v ** 2) - 0.38
+        return onp.minimum(ends, onp.maximum(abs(u) - 0.6, abs(v) - 0.1))
+    raise ValueError(f'unknown shape {kind!r}; known: {SHAPES}')
 
 
-def make_images(labels, rng):
-    """Images ``(N, 32, 32, 3)`` uint8 for integer ``labels (N,)``."""
+def shape_alpha(labels, rng, size=32, shapes=None, radius=(9.0, 14.0)):
+    """Anti-aliased coverage ``(N, size, size)`` float32 of each label's shape.
+
+    Random centre (the shape stays mostly inside), radius ``radius`` pixels at ``size`` 32
+    (scaled with ``size``), rotation and a slight anisotropic stretch; drawn at 2x and
+    averaged down. ``shapes``: the shape of each class (default :data:`SHAPES`).
+    """
+    shapes = SHAPES if shapes is None else shapes
     labels = onp.asarray(labels)
-    n = len(labels)
-    background = rng.uniform(20, 120, (n, 1, 1, 3)) + rng.normal(0, 18, (n, 32, 32, 3))
-    colour = _COLOURS[labels][:, None, None, :] * rng.uniform(0.75, 1.0, (n, 1, 1, 1))
-    colour = colour + rng.normal(0, 12, (n, 32, 32, 3))
-    mask = _masks(labels, rng)[..., None]
-    img = onp.where(mask, colour, background)
-    return onp.clip(img, 0, 255).astype(onp.uint8)
+    n, S = len(labels), 2 * size
+    k = size / 32
+    r = rng.uniform(*radius, (n, 1, 1)) * k * 2
+    cy, cx = rng.uniform(0.5 * S - S / 10, 0.5 * S + S / 10, (2, n, 1, 1))
+    theta = rng.uniform(0, 2 * onp.pi, (n, 1, 1))
+    stretch = rng.uniform(0.85, 1.15, (n, 1, 1))
+    yy, xx = onp.mgrid[0:S, 0:S].astype(onp.float32) + 0.5
+    dy, dx = yy[None] - cy, xx[None] - cx
+    u = (onp.cos(theta) * dx + onp.sin(theta) * dy) / (r * stretch)
+    v = (-onp.sin(theta) * dx + onp.cos(theta) * dy) / (r / stretch)
+    inside = onp.zeros((n, S, S), bool)
+    for c in onp.unique(labels):  # one field per class present, vectorised over its images
+        m = labels == c
+        inside[m] = shape_field(shapes[int(c)], u[m], v[m]) < 0
+    return inside.reshape(n, size, 2, size, 2).mean(axis=(2, 4)).astype(onp.float32)
+
+
+def compose(alpha, rng, occlude=0.15):
+    """Paste photo-textured shapes on photo backgrounds: ``alpha (N, H, W)`` -> uint8 images.
+
+    Object and background are crops of two random photos with independent lighting; then an
+    occluding strip of a third photo (probability ``occlude``), blur and noise.
+    """
+    n, H, W = alpha.shape
+    out = onp.empty((n, H, W, 3), onp.uint8)
+    yy, xx = onp.mgrid[0:H, 0:W].astype(onp.float32)
+    for i in range(n):  # each image has its own photos
+        back = photos.lighting(rng, photos.crop(rng, H, W, 0.15, 1.0))
+        obj = photos.lighting(rng, photos.crop(rng, H, W, 0.1, 0.6))
+        a = alpha[i][..., None]
+        mean = (obj * a).sum((0, 1)) / max(float(a.sum()), 1)
+        obj = mean + 0.35 * (obj - mean)  # a calmer texture inside the shape than around it
+        # make sure the shape stands out: push the object away from the background's mean
+        gap = mean - (back * a).sum((0, 1)) / max(float(a.sum()), 1)
+        if onp.abs(gap).max() < 60:
+            sign = onp.sign(gap.sum()) if gap.sum() != 0 else 1.0
+            obj = obj + sign * (60 - onp.abs(gap).max())
+        img = back * (1 - a) + obj * a
+        if rng.random() < occlude:  # a strip of another photo across part of the image
+            t = rng.uniform(0, onp.pi)
+            d = onp.cos(t) * (xx - W / 2) + onp.sin(t) * (yy - H / 2) - rng.uniform(0.25, 0.5) * H
+            strip = onp.clip(0.5 - d, 0, 1)[..., None] * (d > -0.2 * H)[..., None]
+            occ = photos.lighting(rng, photos.crop(rng, H, W, 0.1, 0.6))
+            img = img * (1 - strip) + occ * strip
+        out[i] = photos.finish(rng, img, rng.uniform(0, 0.5) * H / 32, rng.uniform(2, 10))
+    return out
+
+
+def make_images(labels, rng, size=32):
+    """Images ``(N, size, size, 3)`` uint8 for integer ``labels (N,)`` in ``range(10)``."""
+    return compose(shape_alpha(labels, rng, size), rng)
 
 
 def write_batch(path, images, labels):

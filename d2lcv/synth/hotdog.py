@@ -1,22 +1,28 @@
 """Synthetic hot dog twin (``hotdog/{train,test}/{hotdog,not-hotdog}/*.png``) and the synthetic
 *source task* that 13.2's offline demonstration pre-trains on.
 
-Both draw the same ten kinds of food (:data:`FOODS`): a hot dog (a sausage longer than its
+Both use the same ten layouts of food (:data:`FOODS`): a hot dog (a sausage longer than its
 bun, sometimes with a mustard zigzag) and nine others, among them look-alikes that share its
-elongated outline or its colours (a bread roll, a carrot, a banana). Every image has its own
-position, size, rotation, shades and background, so a classifier has to learn shapes.
+elongated outline (a bread roll, a carrot, a banana). Every image has its own position,
+size and rotation.
 
 - The twin matches the real archive's layout: images of varied sizes and aspect ratios
-  (like the real photos), hot dogs in ``hotdog/``, the other foods in ``not-hotdog/``.
-- The source task (:func:`source_task`) is a different, larger data set: 10-way food
-  classification on 32x32 images with other backgrounds, held in memory. Its class 0 is the
-  hot dog, as ImageNet has a "hotdog" class (row 713).
+  (like the real photos), hot dogs in ``hotdog/``, the other foods in ``not-hotdog/``. Its
+  appearance is photographic: the background and every layer of a food are crops of
+  scikit-image's photos under their own lighting, so colour and brightness carry no label
+  (a colour-histogram nearest neighbour, :class:`d2lcv.synth.baselines.HistogramNN`, stays
+  near chance); only the layers' shapes and arrangement do.
+- The source task (:func:`source_task`) is a different renderer: flat food colours on plain
+  backgrounds, 10-way classification on 32x32 images held in memory (class 0 is the hot
+  dog, as ImageNet has a "hotdog" class, row 713). It is not the twin's appearance, and
+  fine-tuning from ImageNet is the comparison that measures transfer.
 """
 import os
 
 import numpy as onp
 
 from ..hub import register_twin
+from . import photos
 
 __all__ = ['FOODS', 'draw_foods', 'source_task', 'make_hotdog']
 
@@ -102,9 +108,13 @@ def _layers(kind, u, v, rng):
 def draw_foods(kind, n, height, width, rng, background='plate'):
     """Draw ``n`` images of food ``kind``: ``(n, height, width, 3)`` uint8.
 
-    ``background``: ``'plate'`` (a table with a plate, the hot dog twin) or ``'plain'`` (a
-    flat noisy colour, the source task).
+    ``background``: ``'photo'`` (the hot dog twin: background and every layer of the food
+    are crops of scikit-image photos under their own lighting, so only the layers' shapes
+    and arrangement tell the foods apart), ``'plate'`` (a table with a plate, flat food
+    colours) or ``'plain'`` (a flat noisy colour, flat food colours: the source task).
     """
+    if background == 'photo':
+        return _draw_photo_foods(kind, n, height, width, rng)
     s = min(height, width) / 2
     yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
     y = ((yy - height / 2 + 0.5) / s)[None]
@@ -125,11 +135,41 @@ def draw_foods(kind, n, height, width, rng, background='plate'):
     elif background == 'plain':
         img = onp.broadcast_to(rng.uniform(30, 200, (n, 1, 1, 3)), (n, height, width, 3))
     else:
-        raise ValueError(f'background must be "plate" or "plain", not {background!r}')
+        raise ValueError(f'background must be "photo", "plate" or "plain", not {background!r}')
     for mask, colour in _layers(kind, u, v, rng):
         img = onp.where(mask[..., None], colour, img)
     img = img + rng.normal(0, 10, img.shape)
     return onp.clip(img, 0, 255).astype(onp.uint8)
+
+
+def _draw_photo_foods(kind, n, height, width, rng):
+    """:func:`draw_foods` with photographic appearance (see there)."""
+    s = min(height, width) / 2
+    yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
+    y = ((yy - height / 2 + 0.5) / s)[None]
+    x = ((xx - width / 2 + 0.5) / s)[None]
+    cy, cx = rng.uniform(-0.2, 0.2, (2, n, 1, 1))
+    scale = rng.uniform(0.7, 1.1, (n, 1, 1))
+    theta = rng.uniform(0, 2 * onp.pi, (n, 1, 1))
+    dx, dy = x - cx, y - cy
+    u = (dx * onp.cos(theta) + dy * onp.sin(theta)) / scale
+    v = (-dx * onp.sin(theta) + dy * onp.cos(theta)) / scale
+    layers = _layers(kind, u, v, rng)  # the flat colours are drawn and ignored
+    out = onp.empty((n, height, width, 3), onp.uint8)
+    for i in range(n):  # every image has its own photos
+        img = photos.lighting(rng, photos.crop(rng, height, width, 0.2, 1.0))
+        for mask, _ in layers:
+            m = onp.broadcast_to(mask, (n, height, width))[i]
+            if not m.any():
+                continue
+            layer = photos.lighting(rng, photos.crop(rng, height, width, 0.1, 0.6))
+            # every layer stands out from what it covers (by 45 in some channel at least)
+            gap = layer[m].mean(0) - img[m].mean(0)
+            if onp.abs(gap).max() < 45:
+                layer = layer + (1.0 if gap.sum() >= 0 else -1.0) * (45 - onp.abs(gap).max())
+            img = onp.where(m[..., None], layer, img)
+        out[i] = photos.finish(rng, img, rng.uniform(0, 0.8) * s / 32, rng.uniform(2, 8))
+    return out
 
 
 def source_task(num_per_class=400, size=32, seed=100):
@@ -168,7 +208,7 @@ def make_hotdog(root, seed=0, num_train=100, num_test=100, min_size=40, max_size
             for i in range(count):
                 kind = 'hotdog' if cls == 'hotdog' else others[(i + rng.integers(9)) % 9]
                 h, w = rng.integers(min_size, max_size + 1, 2)
-                img = draw_foods(kind, 1, int(h), int(w), rng)[0]
+                img = draw_foods(kind, 1, int(h), int(w), rng, 'photo')[0]
                 _save_png(os.path.join(folder, f'{i:04d}.png'), img)
     return os.path.join(root, 'hotdog')
 

@@ -4,9 +4,11 @@ Writes ``JPEGImages/<id>.jpg`` (RGB JPEG), ``SegmentationClass/<id>.png`` (palet
 VOC's 256-colour palette: the pixel values *are* the class indices, 255 = "void" border
 drawn in (224, 224, 192)) and ``ImageSets/Segmentation/{train,val,trainval}.txt``.
 
-Each image has a low-saturation noisy background (class 0) and one to three objects from
-:data:`TWIN_CLASSES`; every class has its own shape *and* colour family, so a small FCN
-trained from random weights can learn them. As in VOC, a band of ``border`` pixels around
+Each image's background (class 0) is a random crop of one of scikit-image's photos; one to
+three objects from :data:`TWIN_CLASSES` are cut out of *other* random photos in the class's
+shape (at any rotation and scale, under their own lighting), so only shape tells the classes
+apart: a per-pixel nearest-colour rule (:class:`d2lcv.synth.baselines.NearestColourSegmenter`)
+scores near chance. Later objects may occlude earlier ones. As in VOC, a band of ``border`` pixels around
 each object's outline is labelled 255: the band straddles the drawn edge, so the uncertain
 pixels are exactly the ignored ones. Image sizes are drawn from a list that mimics VOC's
 (landscape 375x500, portrait 500x375, ...) and includes images smaller than 320x480, so
@@ -17,16 +19,18 @@ import os
 import numpy as onp
 
 from ..hub import register_twin
+from . import photos
+from .cifar import shape_field
 
 __all__ = ['voc_palette', 'TWIN_CLASSES', 'make_voc2012', 'SIZES']
 
-#: VOC class index -> (shape, base RGB colour) of the objects the twin draws.
+#: VOC class index -> the shape (:func:`d2lcv.synth.cifar.shape_field`) the twin draws.
 TWIN_CLASSES = {
-    1: ('disc', (220, 40, 40)),          # aeroplane
-    7: ('square', (40, 200, 60)),        # car
-    8: ('diamond', (50, 80, 230)),       # cat
-    12: ('wide_ellipse', (235, 215, 40)),  # dog
-    15: ('tall_rect', (210, 60, 220)),   # person
+    1: 'cross',      # aeroplane
+    7: 'square',     # car
+    8: 'disc',       # cat
+    12: 'triangle',  # dog
+    15: 'star',      # person
 }
 
 #: (height, width) of the twin's images at scale 1, cycled; VOC's own are at most 500x500.
@@ -48,51 +52,41 @@ def voc_palette():
     return pal.astype(onp.uint8)
 
 
-def _shape_field(kind, dy, dx, r):
-    """A field that is < 1 inside the shape of 'radius' ``r`` centred at ``dy = dx = 0``."""
-    if kind == 'disc':
-        return onp.sqrt(dy ** 2 + dx ** 2) / r
-    if kind == 'square':
-        return onp.maximum(abs(dy), abs(dx)) / (0.85 * r)
-    if kind == 'diamond':
-        return (abs(dy) + abs(dx)) / (1.2 * r)
-    if kind == 'wide_ellipse':
-        return onp.sqrt((dy / (0.55 * r)) ** 2 + (dx / (1.3 * r)) ** 2)
-    if kind == 'tall_rect':
-        return onp.maximum(abs(dy) / (1.2 * r), abs(dx) / (0.5 * r))
-    raise ValueError(kind)
-
-
 def _draw(rng, h, w, border):
     """One image ``(h, w, 3)`` uint8 and its label ``(h, w)`` uint8."""
     yy = onp.arange(h, dtype=onp.float32)[:, None]
     xx = onp.arange(w, dtype=onp.float32)[None, :]
-    base = rng.uniform(70, 150)
-    tint = rng.uniform(-20, 20, 3).astype(onp.float32)
-    grad = onp.float32(rng.uniform(-25, 25)) * (yy / h - 0.5)[..., None]
-    noise = rng.standard_normal((h, w, 3), dtype=onp.float32)  # shared by all regions
-    img = base + tint + grad + 10 * noise
+    img = photos.lighting(rng, photos.crop(rng, h, w, 0.3, 1.0))
     label = onp.zeros((h, w), dtype=onp.uint8)
     classes = list(TWIN_CLASSES)
     short = min(h, w)
     for _ in range(rng.integers(1, 4)):
         cls = classes[rng.integers(len(classes))]
-        kind, colour = TWIN_CLASSES[cls]
-        r = rng.uniform(0.14, 0.26) * short
+        r = rng.uniform(0.16, 0.3) * short
         cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
-        # the shape fits in a (2.6 r + border)-sided box: compute its field only there
-        reach = 1.4 * r + border
+        theta = rng.uniform(0, 2 * onp.pi)
+        # the shape fits in a (2 r + border)-sided box: compute its field only there
+        reach = 1.05 * r + border
         y0, y1 = max(0, int(cy - reach)), min(h, int(cy + reach) + 1)
         x0, x1 = max(0, int(cx - reach)), min(w, int(cx + reach) + 1)
-        f = _shape_field(kind, yy[y0:y1] - cy, xx[:, x0:x1] - cx, r)
-        e = border / (2 * r)  # half the band, in units of the field
-        drawn, inner, outer = f < 1, f < 1 - e, f < 1 + e
-        shade = onp.asarray(colour, onp.float32) * onp.float32(rng.uniform(0.8, 1.0)) + \
-            12 * noise[y0:y1, x0:x1]
-        img[y0:y1, x0:x1] = onp.where(drawn[..., None], shade, img[y0:y1, x0:x1])
+        dy, dx = yy[y0:y1] - cy, xx[:, x0:x1] - cx
+        u = (onp.cos(theta) * dx + onp.sin(theta) * dy) / r
+        v = (-onp.sin(theta) * dx + onp.cos(theta) * dy) / r
+        f = shape_field(TWIN_CLASSES[cls], u, v) * r  # ~ signed distance in pixels
+        e = border / 2  # half the void band
+        drawn, inner, outer = f < 0, f < -e, f < e
+        patch = img[y0:y1, x0:x1]
+        obj = photos.lighting(rng, photos.crop(rng, y1 - y0, x1 - x0, 0.1, 0.7))
+        # the object stands out from what it covers (by at least 50 in some channel)
+        m = drawn[..., None]
+        count = max(float(drawn.sum()), 1.0)
+        gap = (obj * m).sum((0, 1)) / count - (patch * m).sum((0, 1)) / count
+        if onp.abs(gap).max() < 50:
+            obj = obj + (1.0 if gap.sum() >= 0 else -1.0) * (50 - onp.abs(gap).max())
+        img[y0:y1, x0:x1] = onp.where(m, obj, patch)
         label[y0:y1, x0:x1][outer] = 255
         label[y0:y1, x0:x1][inner] = cls
-    return onp.clip(img, 0, 255).astype(onp.uint8), label
+    return photos.finish(rng, img, rng.uniform(0.3, 1.0), rng.uniform(2, 8)), label
 
 
 def make_voc2012(root, seed=0, num_train=64, num_val=48, scale=1.0, border=5, quality=95):

@@ -1,0 +1,119 @@
+"""Show that the quality gates of tests/test_quality.py fail when the code is broken.
+
+Each breakage is a monkeypatch applied for one gate run (nothing is written to the source
+tree); the script prints the gate's figures and whether the gate's assertion holds.
+
+    OMP_NUM_THREADS=1 python tools/break_gates.py                 # every breakage
+    OMP_NUM_THREADS=1 python tools/break_gates.py ssd:loss_zero cifar:lr_zero
+    OMP_NUM_THREADS=1 python tools/break_gates.py --list
+"""
+import contextlib
+import os
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'tests'))
+
+import numpy as onp  # noqa: E402
+import pytest  # noqa: E402
+
+import test_quality as Q  # noqa: E402
+
+
+@contextlib.contextmanager
+def patched(obj, name, value):
+    mp = pytest.MonkeyPatch()
+    mp.setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
+def _ssd_loss_times(k):
+    from d2lcv import ssd
+    orig = ssd.SSDLoss.__call__
+    return patched(ssd.SSDLoss, '__call__', lambda self, *a: orig(self, *a) * k)
+
+
+def _swapped_offsets():
+    # the box encoding with x and y exchanged: (dy, dx, dh, dw) instead of (dx, dy, dw, dh)
+    from d2lcv import anchors
+    orig = anchors._offset_boxes
+    return patched(anchors, '_offset_boxes',
+                   lambda anc, bb, *a, **k: orig(anc, bb, *a, **k)[..., [1, 0, 3, 2]])
+
+
+def _cifar_train_labels_shifted():
+    from d2lcv import augment
+    orig = augment.read_cifar10_bin
+
+    def read(folder, train=True):
+        x, y = orig(folder, train)
+        return x, ((y + 1) % 10 if train else y)
+    return patched(augment, 'read_cifar10_bin', read)
+
+
+def _cifar_planes_as_hwc():
+    # a reader that takes the CHW records for HWC (a wrong reshape)
+    from d2lcv import augment
+    orig = augment.read_cifar10_bin
+
+    def read(folder, train=True):
+        x, y = orig(folder, train)
+        chw = x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+        return onp.ascontiguousarray(chw.reshape(-1, 32, 32, 3)), y
+    return patched(augment, 'read_cifar10_bin', read)
+
+
+def _softmax_ce_times(k):
+    from mxnet import gluon
+    orig = gluon.loss.SoftmaxCrossEntropyLoss.hybrid_forward
+    return patched(gluon.loss.SoftmaxCrossEntropyLoss, 'hybrid_forward',
+                   lambda self, F, *a, **kw: orig(self, F, *a, **kw) * k)
+
+
+BREAKAGES = {
+    'ssd:none': (lambda: contextlib.nullcontext(), {}),
+    'ssd:loss_zero': (lambda: _ssd_loss_times(0.0), {}),
+    'ssd:loss_sign': (lambda: _ssd_loss_times(-1.0), {}),
+    'ssd:box_xy_swapped': (_swapped_offsets, {}),
+    'ssd:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'cifar:none': (lambda: contextlib.nullcontext(), {}),
+    'cifar:train_labels_shifted': (_cifar_train_labels_shifted, {}),
+    'cifar:planes_as_hwc': (_cifar_planes_as_hwc, {}),
+    'cifar:loss_zero': (lambda: _softmax_ce_times(0.0), {}),
+    'cifar:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+}
+
+
+def run(name):
+    make, budget_change = BREAKAGES[name]
+    gate = name.split(':')[0]
+    with tempfile.TemporaryDirectory() as tmp, make():
+        if gate == 'ssd':
+            r = Q.bananas_gate(tmp, dict(Q.SSD_BUDGET, **budget_change))
+            ok = r['map50'] >= Q.SSD_MAP50_FLOOR
+            level = f'mAP@0.5 {r["map50"]:.3f} (floor {Q.SSD_MAP50_FLOOR})'
+        else:
+            r = Q.cifar_gate(tmp, dict(Q.CIFAR_BUDGET, **budget_change))
+            ok = r['test_acc'] >= Q.CIFAR_ACC_FLOOR
+            level = f'test acc {r["test_acc"]:.3f} (floor {Q.CIFAR_ACC_FLOOR})'
+    print(f'{name:30s} {level}: gate {"PASSES" if ok else "FAILS"}', flush=True)
+    return ok
+
+
+def main(argv):
+    if '--list' in argv:
+        print('\n'.join(BREAKAGES))
+        return 0
+    names = argv or list(BREAKAGES)
+    for n in names:
+        run(n)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
