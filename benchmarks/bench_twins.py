@@ -182,16 +182,6 @@ def bench_voc2012(args):
 # hot dog: colour-histogram 1-NN vs fine-tuning from ImageNet vs scratch (13.2)
 # ----------------------------------------------------------------------------------------
 
-def _folder_arrays(folder):
-    from PIL import Image
-    xs, ys = [], []
-    for k, c in enumerate(sorted(os.listdir(folder))):
-        for f in sorted(os.listdir(os.path.join(folder, c))):
-            with Image.open(os.path.join(folder, c, f)) as im:
-                xs.append(onp.asarray(im.convert('RGB')))
-            ys.append(k)
-    return xs, onp.array(ys)
-
 
 def bench_hotdog(args):
     from d2lcv import finetune
@@ -199,8 +189,8 @@ def bench_hotdog(args):
     if args.quick:
         n, epochs = 20, 1
     d = d2l.synth_twin('hotdog', root=_bench_root(f'hotdog-{n}'), num_train=n, num_test=200)
-    tx, ty = _folder_arrays(os.path.join(d, 'train'))
-    vx, vy = _folder_arrays(os.path.join(d, 'test'))
+    tx, ty, _ = baselines.read_image_folder(os.path.join(d, "train"))
+    vx, vy, _ = baselines.read_image_folder(os.path.join(d, "test"))
     base = baselines.HistogramNN().fit(tx, ty).score(vx, vy)
     print(f'[hotdog] baseline accuracy {base:.3f}', flush=True)
     tik = time.time()

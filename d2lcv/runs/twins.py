@@ -17,19 +17,6 @@ SECTION = '13.99'  # not a chapter section: after 13.14, in every 'run all'
 TITLE = 'The synthetic twins and their trivial baselines'
 
 
-def _read_folder_images(folder):
-    """``(images, labels, classes)`` of ``folder/<class>/*`` (any size), sorted."""
-    from PIL import Image
-    classes = sorted(os.listdir(folder))
-    images, labels = [], []
-    for k, c in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(folder, c))):
-            with Image.open(os.path.join(folder, c, f)) as im:
-                images.append(onp.asarray(im.convert('RGB')))
-            labels.append(k)
-    return images, onp.array(labels), classes
-
-
 def bananas(rep, root):
     from ..plot import plt
     from ..synth.bananas import render_bananas
@@ -111,10 +98,10 @@ def voc(rep, root):
 def hotdog(rep, root):
     from ..hub import synth_twin
     from ..plot import show_images
-    from ..synth.baselines import HistogramNN
+    from ..synth.baselines import HistogramNN, read_image_folder
     d = synth_twin('hotdog', root=os.path.join(root, 'hotdog'), num_train=60, num_test=60)
-    tx, ty, classes = _read_folder_images(os.path.join(d, 'train'))
-    vx, vy, _ = _read_folder_images(os.path.join(d, 'test'))
+    tx, ty, classes = read_image_folder(os.path.join(d, 'train'))
+    vx, vy, _ = read_image_folder(os.path.join(d, 'test'))
     pick = list(range(8)) + list(range(len(vx) - 8, len(vx)))
     axes = show_images([vx[i] for i in pick], 2, 8, titles=[classes[vy[i]] for i in pick],
                        scale=1.4)

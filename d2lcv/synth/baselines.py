@@ -18,7 +18,7 @@ import numpy as onp
 
 __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSegmenter',
            'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline',
-           'image_folder_baseline', 'voc_baseline']
+           'image_folder_baseline', 'voc_baseline', 'read_image_folder']
 
 
 def to_hwc(x):
@@ -232,23 +232,25 @@ def cifar_baseline(root, limit_train=None, limit_test=None):
                                                                        vy[:limit_test])
 
 
-def _folder_images(folder):
-    """``(images, labels)`` of ``folder/<class>/*`` (classes sorted, any image size)."""
+def read_image_folder(folder):
+    """``(images, labels, classes)`` of ``folder/<class>/*``: RGB uint8 arrays of any size,
+    classes sorted by name, files sorted within a class."""
     import os
     from PIL import Image
-    xs, ys = [], []
-    for k, c in enumerate(sorted(os.listdir(folder))):
+    classes = sorted(os.listdir(folder))
+    images, labels = [], []
+    for k, c in enumerate(classes):
         for f in sorted(os.listdir(os.path.join(folder, c))):
             with Image.open(os.path.join(folder, c, f)) as im:
-                xs.append(onp.asarray(im.convert('RGB')))
-            ys.append(k)
-    return xs, onp.array(ys)
+                images.append(onp.asarray(im.convert('RGB')))
+            labels.append(k)
+    return images, onp.array(labels), classes
 
 
 def image_folder_baseline(train_folder, test_folder):
     """Colour-histogram 1-NN accuracy from ``train_folder/<class>/*`` on ``test_folder``."""
-    tx, ty = _folder_images(train_folder)
-    vx, vy = _folder_images(test_folder)
+    tx, ty, _ = read_image_folder(train_folder)
+    vx, vy, _ = read_image_folder(test_folder)
     return HistogramNN().fit(tx, ty).score(vx, vy)
 
 
