@@ -30,21 +30,9 @@ import statistics
 import sys
 import time
 
+from _threads import pin_threads  # noqa: E402 (benchmarks/ is the script's folder)
 
-def _pin_threads(argv):
-    """Set OMP_NUM_THREADS from ``--threads`` before MXNet / NumPy are imported."""
-    threads = '1'
-    for i, a in enumerate(argv):
-        if a == '--threads' and i + 1 < len(argv):
-            threads = argv[i + 1]
-        elif a.startswith('--threads='):
-            threads = a.split('=', 1)[1]
-    os.environ['OMP_NUM_THREADS'] = threads
-    os.environ.setdefault('OMP_WAIT_POLICY', 'passive')
-    os.environ['NUMBA_NUM_THREADS'] = threads
-
-
-_pin_threads(sys.argv[1:])
+pin_threads(sys.argv[1:], default=1)
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as onp  # noqa: E402

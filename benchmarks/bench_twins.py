@@ -124,17 +124,6 @@ def bench_cifar10(args):
 # VOC: per-pixel nearest class colour vs FCN (ImageNet backbone and random init)
 # ----------------------------------------------------------------------------------------
 
-def _voc_arrays(voc_dir, is_train):
-    from PIL import Image
-    from d2lcv.segmentation import read_voc_label, voc_split_names
-    xs, ys = [], []
-    for n in voc_split_names(voc_dir, is_train):
-        with Image.open(os.path.join(voc_dir, 'JPEGImages', n + '.jpg')) as im:
-            xs.append(onp.asarray(im.convert('RGB')))
-        ys.append(onp.asarray(read_voc_label(os.path.join(voc_dir, 'SegmentationClass',
-                                                           n + '.png'))))
-    return xs, ys
-
 
 def bench_voc2012(args):
     import mxnet as mx
@@ -145,8 +134,8 @@ def bench_voc2012(args):
         n_train, epochs = 16, 1
     voc_dir = d2l.synth_twin('voc2012', root=_bench_root(f'voc-{n_train}'), num_train=n_train,
                              num_val=32, scale=scale)
-    tx, ty = _voc_arrays(voc_dir, True)
-    vx, vy = _voc_arrays(voc_dir, False)
+    tx, ty = baselines.read_voc_split(voc_dir, True)
+    vx, vy = baselines.read_voc_split(voc_dir, False)
     pred = baselines.NearestColourSegmenter().fit(tx, ty).predict(vx)
     base = float(mean_iou(sum(segmentation_confusion(p, y) for p, y in zip(pred, vy))))
     print(f'[voc2012] baseline mIoU {base:.3f}', flush=True)

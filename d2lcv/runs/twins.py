@@ -64,23 +64,12 @@ def cifar(rep, root):
 def voc(rep, root):
     from ..plot import plt
     from ..segmentation import mean_iou, segmentation_confusion
-    from ..synth.baselines import NearestColourSegmenter
+    from ..synth.baselines import NearestColourSegmenter, read_voc_split
     from ..synth.voc import make_voc2012, voc_palette
-    from ..segmentation import read_voc_label, voc_split_names
-    from PIL import Image
     voc_dir = make_voc2012(os.path.join(root, 'voc'), seed=41, num_train=24, num_val=16,
                            scale=0.5)
-
-    def split(is_train):
-        xs, ys = [], []
-        for n in voc_split_names(voc_dir, is_train):
-            with Image.open(os.path.join(voc_dir, 'JPEGImages', n + '.jpg')) as im:
-                xs.append(onp.asarray(im.convert('RGB')))
-            ys.append(onp.asarray(read_voc_label(os.path.join(voc_dir, 'SegmentationClass',
-                                                               n + '.png'))))
-        return xs, ys
-    tx, ty = split(True)
-    vx, vy = split(False)
+    tx, ty = read_voc_split(voc_dir, True)
+    vx, vy = read_voc_split(voc_dir, False)
     seg = NearestColourSegmenter().fit(tx, ty)
     pred = seg.predict(vx)
     conf = sum(segmentation_confusion(p, y) for p, y in zip(pred, vy))

@@ -18,7 +18,7 @@ import numpy as onp
 
 __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSegmenter',
            'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline',
-           'image_folder_baseline', 'voc_baseline', 'read_image_folder']
+           'image_folder_baseline', 'voc_baseline', 'read_image_folder', 'read_voc_split']
 
 
 def to_hwc(x):
@@ -230,6 +230,21 @@ def cifar_baseline(root, limit_train=None, limit_test=None):
     vx, vy = read_cifar10_bin(root, False)
     return HistogramNN().fit(tx[:limit_train], ty[:limit_train]).score(vx[:limit_test],
                                                                        vy[:limit_test])
+
+
+def read_voc_split(voc_dir, is_train):
+    """``(images, labels)`` of a VOC folder's train or val split: RGB uint8 images and
+    (H, W) uint8 class-index labels (255 = void), in the split file's order."""
+    import os
+    from PIL import Image
+    from ..segmentation import read_voc_label, voc_split_names
+    images, labels = [], []
+    for n in voc_split_names(voc_dir, is_train):
+        with Image.open(os.path.join(voc_dir, 'JPEGImages', n + '.jpg')) as im:
+            images.append(onp.asarray(im.convert('RGB')))
+        labels.append(onp.asarray(read_voc_label(
+            os.path.join(voc_dir, 'SegmentationClass', n + '.png'))))
+    return images, labels
 
 
 def read_image_folder(folder):
