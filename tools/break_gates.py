@@ -75,6 +75,29 @@ def _softmax_ce_times(k):
                    lambda self, F, *a, **kw: orig(self, F, *a, **kw) * k)
 
 
+def _voc_train_labels_shifted():
+    # every training label one class on (background -> aeroplane, ...), void kept
+    from d2lcv import segmentation
+    orig = segmentation.VOCSegDataset.__getitem__
+
+    def getitem(self, idx):
+        x, y = orig(self, idx)
+        return x, onp.where(y == 255, y, (y + 1) % 21).astype(y.dtype)
+    return patched(segmentation.VOCSegDataset, '__getitem__', getitem)
+
+
+@contextlib.contextmanager
+def _voc_channels_swapped():
+    # BGR into the RGB ImageNet backbone, in training and prediction alike
+    from d2lcv import fcn, segmentation
+    orig = segmentation.normalize_image
+
+    def bgr(img):
+        return orig(img[..., ::-1])
+    with patched(segmentation, 'normalize_image', bgr), patched(fcn, 'normalize_image', bgr):
+        yield
+
+
 BREAKAGES = {
     'ssd:none': (lambda: contextlib.nullcontext(), {}),
     'ssd:loss_zero': (lambda: _ssd_loss_times(0.0), {}),
@@ -86,6 +109,11 @@ BREAKAGES = {
     'cifar:planes_as_hwc': (_cifar_planes_as_hwc, {}),
     'cifar:loss_zero': (lambda: _softmax_ce_times(0.0), {}),
     'cifar:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'voc:none': (lambda: contextlib.nullcontext(), {}),
+    'voc:train_labels_shifted': (_voc_train_labels_shifted, {}),
+    'voc:channels_swapped': (_voc_channels_swapped, {}),
+    'voc:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'voc:random_backbone': (lambda: contextlib.nullcontext(), {'pretrained': False}),
 }
 
 
@@ -97,6 +125,14 @@ def run(name):
             r = Q.bananas_gate(tmp, dict(Q.SSD_BUDGET, **budget_change))
             ok = r['map50'] >= Q.SSD_MAP50_FLOOR
             level = f'mAP@0.5 {r["map50"]:.3f} (floor {Q.SSD_MAP50_FLOOR})'
+        elif gate == 'voc':
+            change = dict(budget_change)
+            pretrained = change.pop('pretrained', True)
+            r = Q.voc_gate(tmp, dict(Q.VOC_BUDGET, **change), pretrained=pretrained)
+            ok = r['miou_present'] >= Q.VOC_MIOU_FLOOR
+            level = (f'mIoU over label classes {r["miou_present"]:.3f} (all predicted '
+                     f'{r["miou"]:.3f}), pixel acc {r["pixel_acc"]:.3f} '
+                     f'(floor {Q.VOC_MIOU_FLOOR}; baseline {r["baseline_miou"]:.3f})')
         else:
             r = Q.cifar_gate(tmp, dict(Q.CIFAR_BUDGET, **budget_change))
             ok = r['test_acc'] >= Q.CIFAR_ACC_FLOOR
