@@ -28,7 +28,7 @@ from .devices import resolve_devices
 from .dist import create_kvstore, shard_loader
 from .hub import data_dir, download_extract
 from .imagecheck import ImageFolderDataset, check_image_folder
-from .imagerec import augment_spec, fast_loader, tag
+from .imagerec import augment_spec, fast_loader, pack_side, tag
 from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
 
@@ -95,7 +95,8 @@ def train_augs(size=224, scale=(0.08, 1.0)):
     return tag(transforms.Compose([transforms.RandomResizedCrop(size, scale=scale),
                                    transforms.RandomFlipLeftRight(), transforms.ToTensor(),
                                    normalize()]),
-               augment_spec(size, scale, mean=RGB_MEAN, std=RGB_STD))
+               augment_spec(size, scale, mean=RGB_MEAN, std=RGB_STD,
+                            pack_resize=pack_side(size)))
 
 
 def test_augs(size=224, resize=256):

@@ -42,7 +42,7 @@ from .dist import (broadcast_params, create_kvstore, is_distributed, kv_num_work
 from .fsutil import clean_stale, name_lock, temp_dir
 from .hub import mkdir_if_not_exist
 from .imagecheck import ImageFolderDataset, check_image_folder
-from .imagerec import augment_spec, fast_loader, tag
+from .imagerec import augment_spec, fast_loader, pack_side, tag
 from .plot import Animator
 from .train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
 
@@ -398,7 +398,8 @@ def transform_train_dog(size=224):
                           T.RandomLighting(0.1), T.ToTensor(),
                           T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]),
                augment_spec(size, (0.08, 1.0), (3.0 / 4.0, 4.0 / 3.0), jitter=0.4,
-                            lighting=0.1, mean=IMAGENET_MEAN, std=IMAGENET_STD))
+                            lighting=0.1, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                            pack_resize=pack_side(size)))
 
 
 def transform_test_dog(size=224):
