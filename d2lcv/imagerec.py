@@ -378,11 +378,11 @@ class RecordLoader:
             worker.join()
             self._epoch = (None, None)
 
-    def _produce(self, out, stop):
+    def _produce(self, outq, stop):
         def put(item):
             while not stop.is_set():
                 try:
-                    out.put(item, timeout=0.05)
+                    outq.put(item, timeout=0.05)
                     return True
                 except queue.Full:
                     pass
@@ -395,7 +395,8 @@ class RecordLoader:
             # of an epoch cannot be reset (see _start_epoch).
             target = (self.num_images if self.last_batch == 'keep'
                       else len(self) * self.batch_size)
-            pixels, labels, held = [], [], 0
+            batch_X = batch_y = None      # the batch being filled, and its fill level
+            filled = 0
             active = list(self._its)
             while active:
                 for it in list(active):
@@ -411,28 +412,34 @@ class RecordLoader:
                     if target <= 0 or valid <= 0:
                         continue
                     # asnumpy copies: the iterator reuses its buffers
-                    pixels.append(batch.data[0].asnumpy()[:valid])
-                    labels.append(batch.label[0].asnumpy()[:valid])
-                    held += valid
-                    while held >= min(self.batch_size, target) > 0:
-                        n = min(self.batch_size, target)
-                        P, Y = onp.concatenate(pixels), onp.concatenate(labels)
-                        pixels, labels, held = [P[n:]], [Y[n:]], held - n
-                        target -= n
-                        if not put((self._finish(P[:n]), Y[:n])):
-                            return
+                    pixels = batch.data[0].asnumpy()[:valid]
+                    labels = batch.label[0].asnumpy()[:valid]
+                    while len(pixels) and target > 0:
+                        if batch_X is None:
+                            n = min(self.batch_size, target)
+                            batch_X = onp.empty((n,) + pixels.shape[1:], self.dtype)
+                            batch_y, filled = onp.empty(n, onp.float32), 0
+                        m = min(len(pixels), len(batch_X) - filled)
+                        self._finish(pixels[:m], batch_X[filled:filled + m])
+                        batch_y[filled:filled + m] = labels[:m]
+                        pixels, labels, filled = pixels[m:], labels[m:], filled + m
+                        if filled == len(batch_X):
+                            target -= len(batch_X)
+                            if not put((batch_X, batch_y)):
+                                return
+                            batch_X = None
             self._at_epoch_end = True
             put(_END)
         except BaseException as e:     # raised in the consumer's thread
             put(e)
 
-    def _finish(self, pixels):
-        """A batch of uint8 pixels as this loader hands it over (normalised floats)."""
+    def _finish(self, pixels, out):
+        """uint8 ``pixels`` into ``out`` as this loader hands them over (normalised
+        floats, or the pixels themselves)."""
         if self.dtype == 'uint8':
-            return pixels
-        X = onp.empty(pixels.shape, onp.float32)
-        self._normalize(pixels, self._table, X)
-        return X
+            out[...] = pixels
+        else:
+            self._normalize(pixels, self._table, out)
 
     def _start_epoch(self):
         # MXNet's ImageRecordIter, reset in the middle of an epoch, can hand out records of
