@@ -4,22 +4,31 @@
 
 Workloads:
 
-* 224x224: the hot dog twin (PNGs of 40-80 px) with 13.2's ``train_augs`` (random resized
-  crop, flip, normalisation) and, as ``--dog-augs``, 13.14's (plus colour jitter and lighting
-  noise);
+* 224x224: the hot dog twin drawn at the size of real photos (sides 300-500 px, JPEG
+  quality 90; ``--hotdog-sides 40,80`` is the tiny runs' twin, on which decoding costs
+  nothing and the benchmark would measure the wrong thing) with 13.2's ``train_augs``
+  (random resized crop, flip, normalisation) and, as ``--dog-augs``, 13.14's (plus colour
+  jitter and lighting noise). The fast path packs it as the presets say: shorter side
+  shrunk to 256 px (the ImageNet convention), JPEG quality 90 (packing is timed and
+  printed, once, outside the epochs);
 * 32x32: the Kaggle CIFAR-10 PNG twin with 13.13's ``transform_train_cifar10`` (resize to
-  40, random crop of 64-100 %, flip, normalisation).
+  40, random crop of 64-100 %, flip, normalisation); packed as the files are.
 
-Each path runs with 0 and 2 workers (``DataLoader(num_workers=...)``: worker processes; the
-fast path's decoding threads, at least 1). Both drop the last partial batch, so they give
-the same number of images per epoch (checked). The contenders run in interleaved rounds
-(one epoch each per round, rotating order); medians of images/s by wall clock (and by this
-process's CPU time, for the fast path and the chapter's path with 0 workers, whose work
-all happens in this process). ``OMP_NUM_THREADS`` is pinned by the script (default 2, the
-cores of the machine this was written on: the iterator uses at most that many threads).
+Contenders: the chapter's path with 0 and 2 ``DataLoader`` workers; the fast path with 1
+and 2 decoding threads (normalised floats from the host), and with 2 threads handing over
+uint8 pixels normalised by :func:`d2lcv.imagerec.normalize` inside the timed loop (on a GPU
+the step does that on the device; here the device is this CPU). Every contender gives the
+same number of images per epoch (checked: the last partial batch is dropped). All run in
+the same interleaved rounds (one epoch each per round, rotating order, after one warm-up
+epoch); medians of images/s by wall clock, and by this process's CPU time (which for the
+chapter's path with workers leaves out the workers). The summary line per workload is the
+best fast contender against the best chapter's contender: a user picks the faster setting
+of each. ``OMP_NUM_THREADS`` is pinned by the script (default 2, the cores of the machine
+this was written on). On a shared machine absolute figures are loaded: compare the ratios.
 A figure shows the augmentations of both paths side by side.
 
-    python benchmarks/bench_input.py [--rounds 5] [--batch 32] [--fig PATH]
+    python benchmarks/bench_input.py [--rounds 3] [--batch 32] [--hotdog-format jpg|png]
+        [--hotdog-sides 300,500] [--dog-augs] [--skip-32] [--data DIR] [--fig PATH]
 """
 import argparse
 import os
@@ -90,6 +99,21 @@ class Fast:
             yield (self.loader.normalize(X) if self.uint8 else X), y
 
 
+def cpu_seconds(loader):
+    """CPU seconds used so far by this process and by ``loader``'s worker processes (read
+    from /proc: they are alive, so ``RUSAGE_CHILDREN`` would not count them)."""
+    total = time.process_time()
+    pool = getattr(getattr(loader, 'loader', None), '_worker_pool', None)
+    for proc in getattr(pool, '_pool', None) or []:
+        try:
+            with open(f'/proc/{proc.pid}/stat') as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def epoch(loader):
     n, shape = 0, None
     for X, _ in loader:
@@ -100,8 +124,9 @@ def epoch(loader):
 
 
 def measure(loaders, rounds):
-    """Median images/s (wall, CPU of this process) of one epoch per round, in rotating
-    order, after one warm-up epoch each (worker start, first decode)."""
+    """Median images/s (by wall clock, and per CPU-second of this process and the loader's
+    worker processes) of one epoch per round, in rotating order, after one warm-up epoch
+    each (worker start, first decode)."""
     counts = {}
     for i, loader in enumerate(loaders):
         counts[i] = epoch(loader)
@@ -109,10 +134,10 @@ def measure(loaders, rounds):
     order = list(counts)
     for r in range(rounds):
         for i in order[r % len(order):] + order[:r % len(order)]:
-            t, c = time.perf_counter(), time.process_time()
+            t, c = time.perf_counter(), cpu_seconds(loaders[i])
             n, _ = epoch(loaders[i])
             wall[i].append(n / (time.perf_counter() - t))
-            cpu[i].append(n / max(time.process_time() - c, 1e-9))
+            cpu[i].append(n / max(cpu_seconds(loaders[i]) - c, 1e-9))
     return [(statistics.median(wall[i]), statistics.median(cpu[i]), counts[i])
             for i in order]
 
@@ -128,8 +153,8 @@ def run_workload(title, ds, transform, batch, rounds, cache, threads=(1, 2)):
     packed = ('files as they are' if spec['pack_resize'] is None else
               f"shorter side > {spec['pack_resize']} px shrunk to it, "
               f"JPEG quality {spec['pack_quality']}")
-    print(f'{title}: {len(ds)} images, batch {batch}; packed ({packed}) in {pack_s:.1f} s, '
-          'once')
+    print(f'{title}: {len(ds)} images, batch {batch}; pack ({packed}) ready in '
+          f'{pack_s:.1f} s (made once, reused while the folder is unchanged)')
     loaders = [Chapter(ds, transform, batch, w) for w in (0, 2)]
     loaders += [Fast(ds, transform, batch, t, cache) for t in threads]
     loaders += [Fast(ds, transform, batch, max(threads), cache, 'uint8')]
@@ -137,15 +162,19 @@ def run_workload(title, ds, transform, batch, rounds, cache, threads=(1, 2)):
     counts = {(n, shape[0]) for _, _, (n, shape) in res}
     assert len(counts) == 1, f'images per epoch or shapes differ: {counts}'
     for loader, (wall, cpu, (n, shape)) in zip(loaders, res):
-        print(f'  {loader.name:55s} {wall:7.0f} img/s   (per CPU-second of this process '
-              f'{cpu:6.0f})')
+        print(f'  {loader.name:55s} {wall:7.0f} img/s   {cpu:6.0f} img per CPU-second '
+              '(all its processes)')
     best = {k: max(((w, l.name) for l, (w, _, _) in zip(loaders, res) if l.kind == k))
             for k in ('chapter', 'fast')}
+    thrift = {k: max(c for l, (_, c, _) in zip(loaders, res) if l.kind == k)
+              for k in ('chapter', 'fast')}
     (fw, fname), (cw, cname) = best['fast'], best['chapter']
     n = counts.pop()[0]
     print(f'SUMMARY {title}: best fast {fw:.0f} img/s ({fname}) / best chapter {cw:.0f} '
-          f'img/s ({cname}) = {fw / cw:.2f}x best against best; {n} images per epoch each')
+          f'img/s ({cname}) = {fw / cw:.2f}x best against best; {n} images per epoch each; '
+          f'CPU per image: {thrift["fast"] / thrift["chapter"]:.2f}x less (best of each)')
     return dict(fast=fw, chapter=cw, ratio=fw / cw, images=n,
+                cpu_ratio=thrift['fast'] / thrift['chapter'],
                 all={l.name: w for l, (w, _, _) in zip(loaders, res)})
 
 
@@ -172,6 +201,7 @@ def figure(ds, transform, path, cache, n_images=3, n_draws=4):
         fast = imagerec.RecordLoader(small, transform.fast_spec, len(small), shuffle=False,
                                      threads=1, cache_dir=os.path.join(tmp, 'rec'))
         fast_draws = [next(iter(fast))[0].asnumpy() for _ in range(n_draws)]
+        where = {int(i): j for j, i in enumerate(fast.order)}
         fig, axes = plt.subplots(n_images, 1 + 2 * n_draws,
                                  figsize=(1.6 * (1 + 2 * n_draws), 1.7 * n_images))
         for r, i in enumerate(order):
@@ -179,13 +209,18 @@ def figure(ds, transform, path, cache, n_images=3, n_draws=4):
             axes[r, 0].imshow(img.asnumpy())
             for d in range(n_draws):
                 axes[r, 1 + d].imshow(show(transform(img).asnumpy()))
-                axes[r, 1 + n_draws + d].imshow(show(fast_draws[d][i]))
+                # the loader yields the pack's order: row j is image fast.order[j]
+                axes[r, 1 + n_draws + d].imshow(show(fast_draws[d][where[i]]))
         for ax in axes.ravel():
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, 0].set_title('original')
         axes[0, 1].set_title("chapter's path")
-        axes[0, 1 + n_draws].set_title('fast path (RecordIO)')
+        spec = transform.fast_spec
+        axes[0, 1 + n_draws].set_title(
+            'fast path (RecordIO' + ('' if spec['pack_resize'] is None else
+                                     f", packed at {spec['pack_resize']} px, JPEG "
+                                     f"q{spec['pack_quality']}") + ')')
         fig.tight_layout()
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         tmp_png = path + '.tmp.png'
@@ -242,7 +277,8 @@ def main(argv=None):
                                  cache, threads)
     if args.fig:
         figure(hot, kaggle.transform_train_dog(), args.fig, cache)
-    print('summary: ' + '; '.join(f'{k}: {r["ratio"]:.2f}x best against best'
+    print('summary: ' + '; '.join(f'{k}: {r["ratio"]:.2f}x best against best '
+                                  f'({r["cpu_ratio"]:.2f}x less CPU per image)'
                                   for k, r in res.items()))
     return res
 
