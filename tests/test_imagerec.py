@@ -287,3 +287,17 @@ def test_the_fingerprint_and_the_files_change_with_the_pack_options(tmp_path):
     assert imagerec.pack_images(ds, str(tmp_path / 'rec')) == raw      # both kept, no repack
     assert os.stat(raw[0]).st_mtime_ns == stamp
     assert os.path.getsize(small[0]) < os.path.getsize(raw[0])
+
+
+def test_the_hot_dog_twin_at_real_size_as_jpeg(tmp_path):
+    from d2lcv.synth import hotdog
+    root = hotdog.make_hotdog(str(tmp_path), num_train=1, num_test=1, min_size=300,
+                              max_size=301, fmt='jpg')
+    files = sorted(os.path.relpath(os.path.join(d, f), root)
+                   for d, _, fs in os.walk(root) for f in fs)
+    assert files == [os.path.join(s, c, '0000.jpg') for s in ('test', 'train')
+                     for c in ('hotdog', 'not-hotdog')]
+    with Image.open(os.path.join(root, files[0])) as img:
+        assert img.format == 'JPEG' and min(img.size) >= 300 and max(img.size) <= 301
+    with pytest.raises(ValueError, match='fmt'):
+        hotdog.make_hotdog(str(tmp_path / 'x'), num_train=1, num_test=1, fmt='gif')
