@@ -3,8 +3,9 @@
 The chapter reads its image-folder data sets (hot dog 13.2, the Kaggle CIFAR-10 PNGs 13.13,
 the dog JPEGs 13.14) with ``ImageFolderDataset`` and Gluon transforms: every image is decoded
 and augmented by Python code, which on a few CPU cores cannot keep two GPUs busy. This module
-packs such a folder once into a RecordIO file (``.rec`` + ``.idx``, the raw image bytes, each
-checked to decode) and reads it with ``mx.io.ImageRecordIter``: decoding, the chapter's
+packs such a folder once into a RecordIO file (``.rec`` + ``.idx``: the image bytes, each
+checked to decode; for 224x224 crops, photos larger than needed stored shrunk to a 256 px
+shorter side) and reads it with ``mx.io.ImageRecordIter``: decoding, the chapter's
 augmentations and normalisation run in MXNet's C++ threads.
 
 ==================================  ========================================================
