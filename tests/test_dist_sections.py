@@ -21,7 +21,7 @@ from mxnet.gluon import nn
 
 import d2lcv
 from d2lcv import dist, fcn, finetune, kaggle as K, segmentation, ssd
-from d2lcv.launch import launch
+from d2lcv.dist.launch import launch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, 'dist_finetune_worker.py')
