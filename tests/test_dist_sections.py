@@ -321,9 +321,10 @@ def test_kaggle_step_decay_runs_on_the_servers(kv_type, per_push):
     params = _tiny_cnn(10).collect_params()
     fake = _FakeDistKV(rank=1, num_workers=2, type=kv_type)
     nb, lr, period, decay, epochs = 3, 0.1, 2, 0.5, 7
-    run = K._KaggleRun(params, lr, 5e-4, fake, epochs, period, decay, nb, valid_iter=[1],
-                       verbose=True, save_path='never.png', animator=None,
-                       legend=['train loss', 'train acc', 'valid acc'])
+    from d2lcv.kaggle._run import _KaggleRun
+    run = _KaggleRun(params, lr, 5e-4, fake, epochs, period, decay, nb, valid_iter=[1],
+                     verbose=True, save_path='never.png', animator=None,
+                     legend=['train loss', 'train acc', 'valid acc'])
     assert run.trainer._kvstore_params['kvstore'] is fake
     sched = pickle.loads(pickle.dumps(run.trainer._optimizer, 0)).lr_scheduler
     for n in range(1, epochs * nb * per_push + 1):   # the servers' num_update

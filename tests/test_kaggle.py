@@ -187,7 +187,7 @@ def test_reorg_twice_is_idempotent_and_copies_nothing(tmp_path, monkeypatch):
     assert K.reorg_cifar10_data(d, 0.3) == 2
     first = tree(os.path.join(d, 'train_valid_test'))
     calls = []
-    monkeypatch.setattr(K, 'copyfile', lambda *a: calls.append(a))
+    monkeypatch.setattr(K.reorg, 'copyfile', lambda *a: calls.append(a))
     assert K.reorg_train_valid(d, labels, 0.3) == 2
     assert K.reorg_test(d) == 3
     assert calls == []
@@ -229,11 +229,11 @@ def test_reorg_interrupted_run_leaves_previous_split_intact(tmp_path, monkeypatc
             raise KeyboardInterrupt
         real(*a)
 
-    monkeypatch.setattr(K, 'copyfile', failing)
+    monkeypatch.setattr(K.reorg, 'copyfile', failing)
     with pytest.raises(KeyboardInterrupt):
         K.reorg_train_valid(d, UNEVEN, 0.1)
     assert tree(os.path.join(d, 'train_valid_test')) == before
-    monkeypatch.setattr(K, 'copyfile', real)
+    monkeypatch.setattr(K.reorg, 'copyfile', real)
     K.reorg_train_valid(d, UNEVEN, 0.1)
     assert split_counts(d) == reference_split(UNEVEN, 0.1)[1]
 
