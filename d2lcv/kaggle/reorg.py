@@ -298,16 +298,17 @@ def reorg_test(data_dir):
 def reorg_cifar10_data(data_dir, valid_ratio):
     """Organise the CIFAR-10 competition files (``trainLabels.csv``); returns
     ``n_valid_per_label``."""
-    labels = read_csv_labels(os.path.join(data_dir, 'trainLabels.csv'))
-    n_valid = reorg_train_valid(data_dir, labels, valid_ratio)
-    reorg_test(data_dir)
-    return n_valid
+    return _reorg_competition(data_dir, 'trainLabels.csv', valid_ratio)
 
 
 def reorg_dog_data(data_dir, valid_ratio):
     """Organise the dog-breed competition files (``labels.csv``); returns
     ``n_valid_per_label``."""
-    labels = read_csv_labels(os.path.join(data_dir, 'labels.csv'))
+    return _reorg_competition(data_dir, 'labels.csv', valid_ratio)
+
+
+def _reorg_competition(data_dir, labels_csv, valid_ratio):
+    labels = read_csv_labels(os.path.join(data_dir, labels_csv))
     n_valid = reorg_train_valid(data_dir, labels, valid_ratio)
     reorg_test(data_dir)
     return n_valid
