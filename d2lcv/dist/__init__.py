@@ -6,7 +6,8 @@ Distribution enters where a Trainer and a training loader are built, nowhere els
   :func:`kv_rank`, :func:`kv_num_workers`, :func:`step_workers`, :func:`trainer_kvstore`,
   :func:`lead_only_dir`;
 * :mod:`~d2lcv.dist.shard` -- each worker's equal shard (:func:`shard_loader`, ...);
-* :mod:`~d2lcv.dist.params` -- :func:`keep_param_mults`, :func:`broadcast_params`;
+* :mod:`~d2lcv.dist.params` -- :func:`keep_param_mults`, :func:`broadcast_params`,
+  :func:`broadcast_block`;
 * :mod:`~d2lcv.dist.launch` -- ``d2lcv launch`` (``python -m d2lcv.dist.launch``): the job
   on one machine, every process guarded by :mod:`~d2lcv.dist._guard`;
 * :mod:`~d2lcv.dist.mxlaunch` -- MXNet's own launcher for several machines
@@ -27,10 +28,10 @@ written once, in docs/distributed.md ("What changes with a dist kvstore").
 """
 from .kvstore import (create_kvstore, is_distributed, kv_num_workers, kv_rank, lead_only_dir,
                       step_workers, trainer_kvstore)
-from .params import BROADCAST_KEY_BASE, broadcast_params, keep_param_mults
+from .params import BROADCAST_KEY_BASE, broadcast_block, broadcast_params, keep_param_mults
 from .shard import ShardedDataset, shard_dataset, shard_indices, shard_loader
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
            'shard_loader', 'lead_only_dir', 'keep_param_mults', 'step_workers',
-           'broadcast_params', 'BROADCAST_KEY_BASE']
+           'broadcast_params', 'broadcast_block', 'BROADCAST_KEY_BASE']

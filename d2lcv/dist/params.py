@@ -2,7 +2,7 @@
 servers, and rank 0's values for parameters no Trainer holds."""
 import mxnet as mx
 
-from .kvstore import is_distributed
+from .kvstore import is_distributed, trainer_kvstore
 
 
 def keep_param_mults(trainer):
@@ -54,3 +54,16 @@ def broadcast_params(kvstore, params, key_base=BROADCAST_KEY_BASE):
             a[:] = value.as_in_context(a.context).as_np_ndarray() \
                 if hasattr(a, 'as_nd_ndarray') else value.as_in_context(a.context)
     return len(params)
+
+
+def broadcast_block(trainer, block, X):
+    """:func:`broadcast_params` of ``block``'s parameters over ``trainer``'s kvstore, for a
+    block outside the Trainer (13.14's frozen features); ``block(X)`` runs first under a
+    dist kvstore, completing any deferred initialisation. Call it before the first
+    ``trainer.step``. Without a dist kvstore: nothing to do. Returns the number of
+    parameters broadcast."""
+    kv = trainer_kvstore(trainer)
+    if not is_distributed(kv) or isinstance(kv, str):
+        return 0
+    block(X)
+    return broadcast_params(kv, block.collect_params())

@@ -39,4 +39,4 @@ __all__ = ['KaggleDataError', 'read_csv_labels', 'copyfile', 'reorg_train_valid'
            'train_cifar10', 'small_features', 'get_net_dog', 'evaluate_loss', 'train_dog',
            'image_ids', 'predict_labels', 'predict_probs', 'write_cifar10_submission',
            'write_dog_submission', 'check_submission', 'kaggle_cifar10', 'kaggle_dog',
-           'SPLITS']
+           'SPLITS', 'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD']

@@ -1,12 +1,13 @@
-"""What the two competitions share: the step-decayed SGD run (its kvstore side) and the
+"""What the two competitions share: the step-decayed SGD run on the training engine and the
 pipeline organise -> train with validation -> refit on train_valid -> predict -> submit."""
+import functools
 import os
 import time
 
 from mxnet import gluon
 
-from ..dist import create_kvstore, is_distributed, kv_num_workers, kv_rank, step_workers
-from ..plot import Animator
+from ..dist import create_kvstore
+from ..train import fit
 from .loaders import kaggle_loaders, read_image_folders
 from .submit import image_ids
 
@@ -15,7 +16,7 @@ KVSTORE_DOC = """
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
     or a ``KVStore``); with a dist one, ``train_iter`` is this worker's shard
     (``kaggle_loaders(..., kvstore=kv)``) and the rules of docs/distributed.md ("What
-    changes with a dist kvstore") apply; the step decay then runs on the servers.
+    changes with a dist kvstore") apply.
 """
 
 
@@ -24,85 +25,29 @@ def lr_at_epoch(lr, epoch, lr_period, lr_decay):
     return lr * lr_decay ** (epoch // lr_period)
 
 
-def _animator(legend, num_epochs, save_path, animator):
-    if animator is not None:
-        return animator
-    return Animator(xlabel='epoch', xlim=[0, num_epochs], legend=legend, save_path=save_path)
+def train_sgd(net, params, train_iter, step, *, lr, wd, kvstore, lr_period, lr_decay,
+              num_epochs, **fit_kw):
+    """:func:`d2lcv.train.fit` with the two competitions' optimizer: SGD (momentum 0.9,
+    weight decay ``wd``) on ``params`` (a ``ParameterDict``), its learning rate
+    ``lr_at_epoch(lr, epoch, lr_period, lr_decay)`` through the engine's one schedule (the
+    same locally and on a dist kvstore's servers). ``kvstore`` is the Trainer's."""
+    kv = create_kvstore(kvstore)
+    trainer = gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'momentum': 0.9, 'wd': wd},
+                            kvstore=kv)
+    schedule = functools.partial(lr_at_epoch, lr, lr_period=lr_period, lr_decay=lr_decay)
+    return fit(net, train_iter, step, trainer, epochs=num_epochs, kvstore=kv,
+               lr_schedule=schedule, **fit_kw)
 
 
-class _KaggleRun:
-    """The kvstore side of :func:`train_cifar10` / :func:`train_dog`.
-
-    Makes the SGD Trainer (momentum 0.9) on ``kvstore``. Without a dist kvstore the
-    step decay is the chapter's ``trainer.set_learning_rate`` at each epoch. With one the
-    optimizer runs on the servers, which never see ``set_learning_rate``: the same decay is
-    given to the optimizer as an MXNet ``MultiFactorScheduler`` over its update count (one
-    update per synchronous step; with ``dist_async`` one per worker's push, so its epochs
-    are approximate). Only rank 0 evaluates, draws and prints.
-    """
-
-    def __init__(self, params, lr, wd, kvstore, num_epochs, lr_period, lr_decay, num_batches,
-                 valid_iter, verbose, save_path, animator, legend):
-        import mxnet as mx
-        from ..train import _check_kvstore
-        if num_batches == 0:
-            raise ValueError('train_iter yields no batch (fewer images than batch_size?)')
-        kv = create_kvstore(kvstore)
-        self.distributed = is_distributed(kv)
-        self.lr, self.lr_period, self.lr_decay = lr, lr_period, lr_decay
-        opt = {'learning_rate': lr, 'momentum': 0.9, 'wd': wd}
-        if self.distributed:
-            decays = list(range(lr_period, num_epochs, lr_period)) \
-                if lr_period and lr_period > 0 and lr_decay != 1 else []
-            per_epoch = num_batches * (kv_num_workers(kv) if 'async' in kv.type else 1)
-            if decays:
-                opt['lr_scheduler'] = mx.lr_scheduler.MultiFactorScheduler(
-                    [e * per_epoch for e in decays], factor=lr_decay)
-        self.trainer = gluon.Trainer(params, 'sgd', opt, kvstore=kv)
-        self.kv, _ = _check_kvstore(self.trainer, kv)
-        self.rank, self.workers = kv_rank(kv), kv_num_workers(kv)
-        self.step_workers = step_workers(kv)
-        self.lead = self.rank == 0
-        self.verbose = verbose and self.lead
-        self.skipped_valid = not self.lead and valid_iter is not None
-        self.valid_iter = None if self.skipped_valid else valid_iter
-        if self.valid_iter is None:
-            legend = legend[:-1]  # the last name is the validation curve's
-        self.animator = _animator(legend, num_epochs, save_path if self.lead else None,
-                                  animator)
-        if not self.lead and hasattr(self.animator, 'save_path'):
-            self.animator.save_path = None
-        self.batch_size = None
-
-    def start_epoch(self, epoch):
-        if not self.distributed:
-            self.trainer.set_learning_rate(lr_at_epoch(self.lr, epoch, self.lr_period,
-                                                       self.lr_decay))
-
-    def check_batch(self, n, epoch, i):
-        if self.distributed:
-            from ..train import _check_batch
-            self.batch_size = _check_batch(self.batch_size, n, epoch, i)
-
-    def finish(self, result, examples, seconds, num_epochs, key):
-        per_worker = examples / seconds if seconds else float('nan')
-        result['examples_per_sec'] = per_worker * self.workers
-        result['lr'] = (lr_at_epoch(self.lr, num_epochs - 1, self.lr_period, self.lr_decay)
-                        if self.distributed else self.trainer.learning_rate)
-        result['history'] = self.animator.history
-        if self.skipped_valid:
-            result[key] = None  # same keys on every rank; rank 0 has the value
-        if self.distributed:
-            result.update(examples_per_sec_worker=per_worker, kvstore=self.kv.type,
-                          rank=self.rank, num_workers=self.workers)
-        return per_worker
-
-    def where(self, devices, per_worker):
-        where = str(devices)
-        if self.distributed:
-            where += (f' x {self.workers} workers ({self.kv.type}; {per_worker:.1f} per '
-                      'worker)')
-        return where
+def summary(loss_line, eval_key, eval_name):
+    """The chapter's summary: ``loss_line(result)``, then ``, <eval_name> X`` when the
+    run validated (``result[eval_key]`` is not None)."""
+    def lines(r):
+        line = loss_line(r)
+        if r.get(eval_key) is not None:
+            line += f', {eval_name} {r[eval_key]:.3f}'
+        return [line]
+    return lines
 
 
 def pipeline(data_dir, reorg, transforms, make_net, train, submit, *, valid_ratio, batch_size,

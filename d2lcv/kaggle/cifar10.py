@@ -4,8 +4,8 @@ import os
 from mxnet import gluon, init
 
 from ..devices import resolve_devices, split_batch
-from ..train import Accumulator, Timer, evaluate_accuracy_gpus, train_batch_ch13
-from ._run import KVSTORE_DOC, _KaggleRun, pipeline
+from ..train import evaluate_accuracy_gpus, train_batch_ch13
+from ._run import KVSTORE_DOC, pipeline, summary, train_sgd
 from .loaders import transform_test_cifar10, transform_train_cifar10
 from .reorg import reorg_cifar10_data
 from .submit import check_submission, predict_labels, write_cifar10_submission
@@ -33,46 +33,25 @@ def train_cifar10(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None,
     """
     devices = resolve_devices(devices)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    num_batches, timer = len(train_iter), Timer()
-    run = _KaggleRun(net.collect_params(), lr, wd, kvstore, num_epochs, lr_period, lr_decay,
-                     num_batches, valid_iter, verbose, save_path, animator,
-                     ['train loss', 'train acc', 'valid acc'])
-    trainer, animator, valid_iter = run.trainer, run.animator, run.valid_iter
-    every = max(1, num_batches // 5)
-    result = {}
-    examples = 0
-    for epoch in range(num_epochs):
-        metric = Accumulator(3)
-        run.start_epoch(epoch)
-        timer.start()
-        for i, (features, labels) in enumerate(train_iter):
-            run.check_batch(labels.shape[0], epoch, i)
-            l, acc = train_batch_ch13(net, features, labels.astype('float32'), loss, trainer,
-                                      devices, split_batch, sync=False,
-                                      kv_workers=run.step_workers)
-            metric.add(l, acc, labels.shape[0])
-            if (i + 1) % every == 0 or i + 1 == num_batches:
-                # reading the sums synchronises: five times an epoch, not every batch
-                animator.add(epoch + (i + 1) / num_batches,
-                             (metric[0] / metric[2], metric[1] / metric[2]) +
-                             ((None,) if valid_iter is not None else ()))
-        timer.stop()
-        examples += metric[2]
-        result = {'train_loss': metric[0] / metric[2], 'train_acc': metric[1] / metric[2]}
-        if valid_iter is not None:
-            result['valid_acc'] = evaluate_accuracy_gpus(net, valid_iter, split_batch)
-            animator.add(epoch + 1, (None, None, result['valid_acc']))
-        if hasattr(animator, 'flush'):  # the PNG is throttled; write each epoch's end
-            animator.flush()
-    per_worker = run.finish(result, examples, timer.sum(), num_epochs, 'valid_acc')
-    if run.verbose:
-        line = f'loss {result["train_loss"]:.3f}, train acc {result["train_acc"]:.3f}'
-        if valid_iter is not None:
-            line += f', valid acc {result["valid_acc"]:.3f}'
-        print(line)
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on '
-              f'{run.where(devices, per_worker)}')
-    return result
+
+    def step(batch, trainer):
+        features, labels = batch
+        l, correct = train_batch_ch13(net, features, labels.astype('float32'), loss, trainer,
+                                      devices, split_batch, sync=False)
+        return l, correct, labels.shape[0]
+
+    def evaluate(net):
+        return {'valid_acc': evaluate_accuracy_gpus(net, valid_iter, split_batch)}
+
+    return train_sgd(
+        net, net.collect_params(), train_iter, step, lr=lr, wd=wd, kvstore=kvstore,
+        lr_period=lr_period, lr_decay=lr_decay, num_epochs=num_epochs, devices=devices,
+        metrics=lambda s: {'train_loss': s[0] / s[2], 'train_acc': s[1] / s[2]},
+        curves={'train_loss': 'train loss', 'train_acc': 'train acc'},
+        evaluate=evaluate if valid_iter is not None else None,
+        eval_curves={'valid_acc': 'valid acc'}, animator=animator, save_path=save_path,
+        verbose=verbose, summary=summary(lambda r: f'loss {r["train_loss"]:.3f}, train acc '
+                                         f'{r["train_acc"]:.3f}', 'valid_acc', 'valid acc'))
 
 
 if train_cifar10.__doc__:  # None under python -OO

@@ -5,10 +5,11 @@ import os
 from mxnet import autograd, gluon, init
 from mxnet.gluon import nn
 
+from .._util import uninitialized
 from ..devices import resolve_devices, split_batch
-from ..dist import broadcast_params
-from ..train import Accumulator, Timer, evaluate_accuracy_gpus
-from ._run import KVSTORE_DOC, _KaggleRun, pipeline
+from ..dist import broadcast_block
+from ..train import evaluate_accuracy_gpus
+from ._run import KVSTORE_DOC, pipeline, summary, train_sgd
 from .loaders import transform_test_dog, transform_train_dog
 from .reorg import reorg_dog_data
 from .submit import check_submission, predict_probs, write_dog_submission
@@ -44,20 +45,6 @@ def small_features(channels=(16, 32, 64)):
     return net
 
 
-def _require_initialised(block):
-    """Raise if ``block`` has parameters with no weights (never initialise them silently)."""
-    from mxnet.gluon.parameter import DeferredInitializationError
-    for name, p in block.collect_params().items():
-        try:
-            p.data()
-        except DeferredInitializationError:
-            pass  # initialised; shapes are known at the first forward pass
-        except RuntimeError:
-            raise ValueError(f'features parameter {name} has no weights: load pretrained '
-                             'weights into the block, or pass pretrained=False to initialise '
-                             'it at random on purpose') from None
-
-
 def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretrained=True,
                 features=None, root=None):
     """13.14's ``get_net``: a frozen feature extractor and a new ``output_new`` network of
@@ -85,8 +72,10 @@ def get_net_dog(devices=None, num_classes=120, backbone='resnet34_v2', pretraine
             features.initialize(init.Xavier(), ctx=devices)
     elif not pretrained:
         features.initialize(init.Xavier(), ctx=devices, force_reinit=True)
-    else:
-        _require_initialised(features)
+    elif uninitialized(features):  # never initialise given features silently
+        raise ValueError(f'features parameter {uninitialized(features)[0]} has no weights: '
+                         'load pretrained weights into the block, or pass pretrained=False '
+                         'to initialise it at random on purpose')
     output_new = nn.HybridSequential()
     output_new.add(nn.Dense(256, activation='relu'), nn.Dense(num_classes))
     output_new.initialize(init.Xavier(), ctx=devices)
@@ -119,56 +108,36 @@ def train_dog(net, train_iter, valid_iter, num_epochs, lr, wd, devices=None, lr_
     """
     devices = resolve_devices(devices)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
-    num_batches, timer = len(train_iter), Timer()
-    run = _KaggleRun(net.output_new.collect_params(), lr, wd, kvstore, num_epochs, lr_period,
-                     lr_decay, num_batches, valid_iter, verbose, save_path, animator,
-                     ['train loss', 'valid loss'])
-    trainer, animator, valid_iter = run.trainer, run.animator, run.valid_iter
-    every = max(1, num_batches // 5)
-    result = {}
-    examples, synced = 0, False
-    for epoch in range(num_epochs):
-        metric = Accumulator(2)
-        run.start_epoch(epoch)
-        timer.start()
-        for i, (features, labels) in enumerate(train_iter):
-            run.check_batch(labels.shape[0], epoch, i)
-            X_shards, y_shards = split_batch(features, labels, devices)
-            if run.distributed and not synced:
-                # the frozen features are not the Trainer's: start all workers from rank
-                # 0's (a forward pass first completes any deferred initialisation)
-                net.features(X_shards[0])
-                broadcast_params(run.kv, net.features.collect_params())
-                synced = True
-            output_features = [net.features(X) for X in X_shards]
-            with autograd.record():
-                outputs = [net.output_new(f) for f in output_features]
-                ls = [loss(o, y).sum() for o, y in zip(outputs, y_shards)]
-            for l in ls:
-                l.backward()
-            # a synchronous dist step is the mean over the global batch (all workers)
-            trainer.step(labels.shape[0] * run.step_workers)
-            metric.add(sum(l.as_in_ctx(devices[0]) for l in ls), labels.shape[0])
-            if (i + 1) % every == 0 or i + 1 == num_batches:
-                animator.add(epoch + (i + 1) / num_batches, (metric[0] / metric[1],) +
-                             ((None,) if valid_iter is not None else ()))
-        timer.stop()
-        examples += metric[1]
-        result = {'train_loss': metric[0] / metric[1]}
-        if valid_iter is not None:
-            result['valid_loss'] = evaluate_loss(valid_iter, net, devices)
-            animator.add(epoch + 1, (None, result['valid_loss']))
-        if hasattr(animator, 'flush'):
-            animator.flush()
-    per_worker = run.finish(result, examples, timer.sum(), num_epochs, 'valid_loss')
-    if run.verbose:
-        line = f'train loss {result["train_loss"]:.3f}'
-        if valid_iter is not None:
-            line += f', valid loss {result["valid_loss"]:.3f}'
-        print(line)
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on '
-              f'{run.where(devices, per_worker)}')
-    return result
+    synced = False
+
+    def step(batch, trainer):
+        nonlocal synced
+        X_shards, y_shards = split_batch(*batch, devices)
+        if not synced:
+            # the frozen features are not the Trainer's: every worker takes rank 0's
+            broadcast_block(trainer, net.features, X_shards[0])
+            synced = True
+        output_features = [net.features(X) for X in X_shards]
+        with autograd.record():
+            outputs = [net.output_new(f) for f in output_features]
+            ls = [loss(o, y).sum() for o, y in zip(outputs, y_shards)]
+        for l in ls:
+            l.backward()
+        trainer.step(batch[1].shape[0])
+        return sum(l.as_in_ctx(devices[0]) for l in ls), batch[1].shape[0]
+
+    def evaluate(net):
+        return {'valid_loss': evaluate_loss(valid_iter, net, devices)}
+
+    return train_sgd(
+        net, net.output_new.collect_params(), train_iter, step, lr=lr, wd=wd,
+        kvstore=kvstore, lr_period=lr_period, lr_decay=lr_decay, num_epochs=num_epochs,
+        devices=devices, metrics=lambda s: {'train_loss': s[0] / s[1]},
+        curves={'train_loss': 'train loss'},
+        evaluate=evaluate if valid_iter is not None else None,
+        eval_curves={'valid_loss': 'valid loss'}, animator=animator, save_path=save_path,
+        verbose=verbose, summary=summary(lambda r: f'train loss {r["train_loss"]:.3f}',
+                                         'valid_loss', 'valid loss'))
 
 
 if train_dog.__doc__:  # None under python -OO

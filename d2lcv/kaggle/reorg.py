@@ -17,6 +17,7 @@ import os
 import shutil
 import warnings
 
+from .._util import progress_bar
 from ..fsutil import clean_stale, name_lock, temp_dir
 from ..hub import mkdir_if_not_exist
 
@@ -314,8 +315,7 @@ def _reorg_competition(data_dir, labels_csv, valid_ratio):
     return n_valid
 
 
-def _progress(iterable, desc):
-    from tqdm import tqdm
-    items = list(iterable)
-    # a bar only for real work (the full data sets), and only in a terminal
-    return tqdm(items, desc=desc, leave=False, disable=None if len(items) > 2000 else True)
+def _progress(items, desc):
+    items = list(items)
+    # a bar only for real work (the full data sets)
+    return progress_bar(items, desc=desc, enabled=len(items) > 2000)
