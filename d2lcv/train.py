@@ -413,7 +413,7 @@ def _num_batches(data_iter):
 def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=None,
         eval_curves=None, eval_every=1, summary=None, devices=None, kvstore=None,
         checkpoint=None, animator=None, animator_kw=None, save_path=None, lr_schedule=None,
-        max_batches=None, progress=True, verbose=True):
+        max_batches=None, reports_per_epoch=5, progress=True, verbose=True):
     """Train ``net`` for ``epochs`` epochs: the one loop under every section's training.
 
     The section supplies what is its own, the engine does the rest (timing, metric reads,
@@ -429,10 +429,10 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         tuple of sums (device scalars or numbers), added up over the epoch on the device.
     metrics : ``metrics(sums) -> dict``
         Named figures from the epoch's running sums (reading them waits for the device: it
-        is called five times an epoch, the only reads of the loop).
+        is called ``reports_per_epoch`` times an epoch, the only reads of the loop).
     curves, eval_curves : dict ``{name: legend label}``
-        The ``metrics`` figures plotted five times an epoch, and the ``evaluate`` figures
-        plotted after each evaluation.
+        The ``metrics`` figures plotted at each of those reads, and the ``evaluate``
+        figures plotted after each evaluation.
     evaluate : ``evaluate(net) -> dict``, optional
         Run on rank 0 after every ``eval_every``-th epoch and after the last.
     summary : ``summary(result) -> list of str``
@@ -500,7 +500,7 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
             print(f'resuming from {checkpoint} after epoch {start_epoch}')
     if lr_schedule is not None:
         _install_schedule(trainer, lr_schedule, num_batches, start_epoch, kv)
-    report_every = max(1, (num_batches or 5) // 5)
+    report_every = max(1, (num_batches or reports_per_epoch) // reports_per_epoch)
 
     def plot(x, figures):
         ys = tuple(figures.get(k) for k in names)
