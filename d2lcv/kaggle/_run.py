@@ -1,13 +1,12 @@
 """What the two competitions share: the step-decayed SGD run on the training engine and the
 pipeline organise -> train with validation -> refit on train_valid -> predict -> submit."""
-import functools
 import os
 import time
 
 from mxnet import gluon
 
 from ..dist import create_kvstore
-from ..train import fit
+from ..train import fit, step_decay
 from .loaders import kaggle_loaders, read_image_folders
 from .submit import image_ids
 
@@ -21,8 +20,9 @@ KVSTORE_DOC = """
 
 
 def lr_at_epoch(lr, epoch, lr_period, lr_decay):
-    """The learning rate in (0-based) ``epoch``: ``lr * lr_decay ** (epoch // lr_period)``."""
-    return lr * lr_decay ** (epoch // lr_period)
+    """The learning rate in (0-based) ``epoch``: ``lr * lr_decay ** (epoch // lr_period)``
+    (the engine's :func:`d2lcv.train.step_decay`, the schedule the training uses)."""
+    return step_decay(lr, lr_period, lr_decay)(epoch)
 
 
 def train_sgd(net, params, train_iter, step, *, lr, wd, kvstore, lr_period, lr_decay,
@@ -34,9 +34,8 @@ def train_sgd(net, params, train_iter, step, *, lr, wd, kvstore, lr_period, lr_d
     kv = create_kvstore(kvstore)
     trainer = gluon.Trainer(params, 'sgd', {'learning_rate': lr, 'momentum': 0.9, 'wd': wd},
                             kvstore=kv)
-    schedule = functools.partial(lr_at_epoch, lr, lr_period=lr_period, lr_decay=lr_decay)
     return fit(net, train_iter, step, trainer, epochs=num_epochs, kvstore=kv,
-               lr_schedule=schedule, **fit_kw)
+               lr_schedule=step_decay(lr, lr_period, lr_decay), **fit_kw)
 
 
 def summary(loss_line, eval_key, eval_name):
