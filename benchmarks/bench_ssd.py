@@ -82,7 +82,7 @@ def make_trainer(net):
 def speed(args):
     bs = args.batch_size
     n_img = bs * (args.batches + 1)
-    root = d2l.synth_twin('bananas', root=os.path.join(
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(
         d2l.hub.data_dir(), 'bench', f'bananas-speed-{args.speed_edge}-{n_img}'),
         num_train=n_img, num_val=8, edge=args.speed_edge)
     train_iter, _ = load_data_bananas(bs, args.speed_edge, data_dir=root)
@@ -127,7 +127,7 @@ def speed(args):
 
 
 def accuracy(args):
-    root = d2l.synth_twin('bananas', root=os.path.join(
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(
         d2l.hub.data_dir(), 'bench', f'bananas-map-{args.edge}-{args.num_train}'),
         num_train=args.num_train, num_val=args.num_val, edge=args.edge)
     train_iter, val_iter = load_data_bananas(args.batch_size, args.edge, data_dir=root)

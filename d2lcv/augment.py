@@ -23,19 +23,10 @@ __all__ = ['apply', 'AUGMENTATIONS', 'RandomFlip', 'RandomFlipLeftRight',
            'RandomFlipTopBottom', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
            'brightness_aug', 'hue_aug', 'color_aug', 'combined_aug', 'train_augs',
            'test_augs', 'read_cifar10_bin', 'cifar10_dataset', 'load_cifar10',
-           'train_with_data_aug', 'img_path', 'CIFAR10_CLASSES']
+           'train_with_data_aug', 'CIFAR10_CLASSES']
 
 CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
                    'ship', 'truck']
-
-
-def img_path(name):
-    """Path of a sample image shipped in the repository's ``img/`` folder."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(os.path.dirname(here), 'img', name)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'sample image {name!r} not found at {path}')
-    return path
 
 
 def apply(img, aug, num_rows=2, num_cols=4, scale=1.5):

@@ -90,6 +90,6 @@ def read_image(name='catdog.jpg'):
     """A sample image from the repository's ``img/`` folder as a uint8 NumPy ``(H, W, 3)``."""
     from PIL import Image
 
-    from .augment import img_path
+    from .hub import img_path
     with Image.open(img_path(name)) as im:
         return onp.asarray(im.convert('RGB'))

@@ -26,7 +26,8 @@ from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 
 __all__ = ['DATA_HUB', 'DATA_URL', 'download', 'download_extract', 'mkdir_if_not_exist',
            'data_dir', 'is_tiny', 'register_twin', 'synth_twin', 'twin_names',
-           'DownloadError', 'UnsafeArchiveError']
+           'DownloadError', 'UnsafeArchiveError', 'img_path', 'extract', 'sha1_file',
+           'file_digest']
 
 DATA_URL = os.environ.get('D2LCV_DATA_URL', 'http://d2l-data.s3-accelerate.amazonaws.com/')
 if not DATA_URL.endswith('/'):
@@ -75,6 +76,15 @@ def is_tiny(tiny=None):
     if tiny is not None:
         return bool(tiny)
     return os.environ.get('D2LCV_TINY', '').strip().lower() not in ('', '0', 'false', 'no')
+
+
+def img_path(name):
+    """Path of a sample image shipped in the repository's ``img/`` folder."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(os.path.dirname(here), 'img', name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'sample image {name!r} not found at {path}')
+    return path
 
 
 def mkdir_if_not_exist(path):

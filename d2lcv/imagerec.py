@@ -51,7 +51,7 @@ import threading
 import numpy as onp
 
 __all__ = ['pack_images', 'RecordLoader', 'augment_spec', 'use_fast_input', 'fast_input',
-           'fast_loader', 'tag', 'ImagePackError']
+           'fast_loader', 'tag', 'ImagePackError', 'default_cache_dir', 'fingerprint']
 
 _FAST = None          # None: $D2LCV_FAST_INPUT decides
 

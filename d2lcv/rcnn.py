@@ -49,7 +49,7 @@ __all__ = ['roi_pool', 'roi_align', 'RPN_SIZES', 'RPN_RATIOS', 'RPNBody', 'rpn_t
            'TinyFasterRCNN', 'faster_rcnn_loss', 'train_faster_rcnn', 'detect', 'predict',
            'display', 'evaluate_rcnn', 'mask_iou', 'load_data_banana_masks']
 
-f32 = onp.float32
+_F32 = onp.float32
 
 
 def _check(X, rois):
@@ -65,7 +65,7 @@ def _check(X, rois):
 
 
 def _round_half_away(x):
-    return onp.where(x >= 0, onp.floor(x + f32(0.5)), onp.ceil(x - f32(0.5)))
+    return onp.where(x >= 0, onp.floor(x + _F32(0.5)), onp.ceil(x - _F32(0.5)))
 
 
 def roi_pool(X, rois, pooled_size, spatial_scale, impl=None, chunk=64):
@@ -99,15 +99,15 @@ def roi_pool(X, rois, pooled_size, spatial_scale, impl=None, chunk=64):
         i = int(onp.argmax((b < 0) | (b >= x.shape[0])))
         raise ValueError(f'rois[{i}] has batch index {r[i, 0]:g}, but X holds {x.shape[0]} '
                          'images')
-    outs = [_roi_pool(x, r[s:s + chunk], ph, pw, f32(spatial_scale))
+    outs = [_roi_pool(x, r[s:s + chunk], ph, pw, _F32(spatial_scale))
             for s in range(0, max(len(r), 1), chunk)]
     return _like(onp.concatenate(outs, axis=0), X)
 
 
 def _pool_windows(start, length, pooled, size):
     """Sub-window masks ``(R, pooled, size)`` along one axis (float32, as the operator)."""
-    bin_size = length.astype(f32) / f32(pooled)                       # (R,)
-    i = onp.arange(pooled, dtype=f32)
+    bin_size = length.astype(_F32) / _F32(pooled)                       # (R,)
+    i = onp.arange(pooled, dtype=_F32)
     lo = onp.floor(i[None] * bin_size[:, None]).astype(onp.int64) + start[:, None]
     hi = onp.ceil((i[None] + 1) * bin_size[:, None]).astype(onp.int64) + start[:, None]
     lo, hi = onp.clip(lo, 0, size), onp.clip(hi, 0, size)           # (R, pooled)
@@ -127,7 +127,7 @@ def _roi_pool(x, r, ph, pw, scale):
     # cols: (R, C, H, pw)
     out = onp.where(mh[:, None, :, :, None], cols[:, :, None, :, :], -onp.inf).max(axis=3)
     # out: (R, C, ph, pw); empty sub-windows give 0
-    return onp.where(onp.isneginf(out), 0, out).astype(f32)
+    return onp.where(onp.isneginf(out), 0, out).astype(_F32)
 
 
 def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=False, impl=None):
@@ -180,7 +180,7 @@ def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=Fals
     feats = x[onp.maximum(b, 0)].astype(onp.float64)                    # (R, C, H, W)
     out = wy[:, None] @ feats @ onp.swapaxes(wx, 1, 2)[:, None]         # (R, C, ph, pw)
     out[b < 0] = 0
-    return _like(out.astype(f32), X)
+    return _like(out.astype(_F32), X)
 
 
 def _align_weights(start, length, pooled, size, sample_ratio, aligned):

@@ -35,7 +35,8 @@ from .train import _check_batch, _check_kvstore
 
 __all__ = ['cls_predictor', 'bbox_predictor', 'flatten_pred', 'concat_preds',
            'down_sample_blk', 'base_net', 'get_blk', 'blk_forward', 'TinySSD', 'SSD_SIZES',
-           'SSD_RATIOS', 'calc_loss', 'cls_eval', 'bbox_eval', 'SSDLoss', 'focal_loss',
+           'SSD_RATIOS', 'cls_loss', 'bbox_loss', 'calc_loss', 'cls_eval', 'bbox_eval',
+           'SSDLoss', 'focal_loss',
            'train_ssd', 'predict', 'detect', 'display', 'detection_ops', 'evaluate_ssd_map',
            'batches']
 

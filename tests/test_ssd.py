@@ -23,7 +23,7 @@ def backends():
 @pytest.fixture(scope='module')
 def tiny_twin(tmp_path_factory):
     root = tmp_path_factory.mktemp('ssd') / 'bananas'
-    return d2l.synth_twin('bananas', root=str(root), num_train=48, num_val=16, edge=64)
+    return d2l.hub.synth_twin('bananas', root=str(root), num_train=48, num_val=16, edge=64)
 
 
 # ----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """``d2lcv run augment``: section 13.1 on the cat photo and CIFAR-10 (twin when tiny)."""
 from mxnet import image, init
 
-from .. import augment
+from .. import augment, hub
 from ..dist import kv_num_workers
 from ..models import resnet18
 from ..plot import show_images
@@ -21,7 +21,7 @@ OPTIONS = {
 
 def run(ctx):
     rep = ctx.report
-    img = image.imread(augment.img_path('cat1.jpg'))
+    img = image.imread(hub.img_path('cat1.jpg'))
     for name, make in augment.AUGMENTATIONS.items():
         axes = augment.apply(img, make())
         rep.figure(f'aug_{name}', axes[0].figure, f'{name}: 8 draws of the augmentation')

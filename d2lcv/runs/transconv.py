@@ -15,7 +15,7 @@ def _sample_image():
     """``img/catdog.jpg`` when the repository has it, else a synthetic VOC image."""
     from mxnet import image
     try:
-        from ..augment import img_path
+        from ..hub import img_path
         return image.imread(img_path('catdog.jpg')), 'img/catdog.jpg'
     except FileNotFoundError:
         from .. import segmentation as seg
