@@ -100,8 +100,11 @@ def test_every_public_module_lists_its_public_names(name):
 
 
 def test_error_classes_are_public_where_their_module_is():
-    from d2lcv import bananas, hub, models
+    from d2lcv import bananas, hub, imagecheck, models, segmentation, weights
     for mod, err in [(bananas, 'BananasDataError'), (hub, 'DownloadError'),
+                     (weights, 'PretrainedWeightsMissing'), (weights, 'TorchFileError'),
+                     (segmentation, 'VOCFormatError'), (imagecheck, 'ImageDataError'),
+                     # re-exported where it is raised: get_pretrained
                      (models, 'PretrainedWeightsMissing')]:
         assert err in mod.__all__ and issubclass(getattr(mod, err), Exception)
 

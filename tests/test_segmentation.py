@@ -10,7 +10,8 @@ from PIL import Image
 import d2lcv as d2l
 from d2lcv import segmentation as seg
 from d2lcv.hub import synth_twin
-from d2lcv.synth.voc import SIZES, TWIN_CLASSES, voc_palette
+from d2lcv.segmentation import voc_palette
+from d2lcv.synth.voc import SIZES, TWIN_CLASSES
 
 
 @pytest.fixture(scope='module')

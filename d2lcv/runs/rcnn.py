@@ -14,6 +14,7 @@ import numpy as onp
 
 from .. import rcnn
 from ..plot import plt
+from ..ssd import batches
 from . import choice, pos_float, pos_int
 
 NAME = 'rcnn'
@@ -125,11 +126,7 @@ def train(ctx):
 
 
 def _show_predictions(net, val_iter, devices, rep):
-    batch = next(iter(val_iter)) if not hasattr(val_iter, 'reset') else None
-    if batch is None:
-        val_iter.reset()
-        batch = val_iter.next()
-    X = rcnn._unpack(batch)[0][:4]
+    X = next(batches(val_iter))[0][:4]  # the first batch, ImageDetIter or DataLoader alike
     props, _ = net.proposals(X.as_in_ctx(devices[0]), 8)
     det, masks = rcnn.detect(net, X, devices[0])
     imgs = onp.clip(X.transpose(0, 2, 3, 1).asnumpy() / 255, 0, 1)
