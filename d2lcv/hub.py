@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import zipfile
 
+from ._util import progress_bar
 from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 
 __all__ = ['DATA_HUB', 'DATA_URL', 'download', 'download_extract', 'mkdir_if_not_exist',
@@ -139,7 +140,8 @@ def download(name, cache_dir=None, timeout=30, progress=True):
             with requests.get(url, stream=True, timeout=timeout) as r:
                 r.raise_for_status()
                 total = int(r.headers.get('content-length') or 0) or None
-                bar = _progress(total, f'Downloading {os.path.basename(fname)}', progress)
+                bar = progress_bar(total=total, desc=f'Downloading {os.path.basename(fname)}',
+                                   enabled=progress, unit='B', unit_scale=True, leave=True)
                 received = 0
                 with os.fdopen(fd, 'wb') as f:
                     fd = None
@@ -169,11 +171,6 @@ def download(name, cache_dir=None, timeout=30, progress=True):
             os.close(fd)
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _progress(total, desc, enabled):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit='B', unit_scale=True, disable=not enabled or None)
 
 
 def _inside(root, path):

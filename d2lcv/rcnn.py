@@ -42,6 +42,7 @@ from mxnet.gluon import nn
 
 from . import anchors as _anchors
 from ._arrays import as_mx, host, like
+from ._util import initialized
 from .anchors import get_impl
 
 __all__ = ['roi_pool', 'roi_align', 'RPN_SIZES', 'RPN_RATIOS', 'RPNBody', 'rpn_targets',
@@ -873,11 +874,10 @@ def train_faster_rcnn(net, train_iter, num_epochs, trainer=None, devices=None, v
     epoch), ``mask_iou`` / ``mask_iou_box`` (last validation, with masks) and ``history``.
     """
     from .devices import resolve_devices
-    from .ssd import _initialized
     from .train import Accumulator, Timer
     from .plot import Animator
     devices = resolve_devices(devices)
-    if not _initialized(net):
+    if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     if hybridize:
         net.hybridize(static_alloc=True)
