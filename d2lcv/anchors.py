@@ -16,7 +16,9 @@ Every function is batch-first and vectorised (no Python loop over images, boxes 
 Where the chapter calls an ``npx`` operator, the function takes ``impl='d2lcv'`` (this
 module's readable implementation, the default) or ``impl='npx'`` (MXNet's operator). Both
 run the same algorithm and give the same numbers (the tests check it). The default comes
-from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`. Where the d2lcv one runs:
+from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`: the one switch, which RoI pooling
+(:mod:`d2lcv.rcnn`) and SSD's operators (:func:`d2lcv.ssd.detection_ops`) follow too. Where
+the d2lcv one runs:
 
 * ``multibox_target`` (the training step): where its inputs live. MXNet arrays, on a GPU or
   a CPU, are labelled with MXNet array operations on their device (no copy to the host, no
