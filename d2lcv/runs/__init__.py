@@ -1,15 +1,16 @@
 """Section runs for ``d2lcv run``: one module per section, discovered automatically.
 
 A section module defines ``NAME`` (the command-line name, e.g. ``'augment'``), ``SECTION``
-(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(ctx)``, where ``ctx`` is a :class:`RunContext`.
-``run`` trains or computes on ``ctx.tiny`` data, adds figures and metrics to ``ctx.report``
-and returns nothing. ``d2lcv run all`` runs every section in chapter order.
+(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(run)``, where the argument ``run`` is a
+:class:`RunContext` (this run's report, devices, data size and options; ``ctx`` is kept for
+MXNet's device contexts). ``run`` trains or computes on ``run.tiny`` data, adds figures and
+metrics to ``run.report`` and returns nothing. ``d2lcv run all`` runs every section in chapter order.
 
 ``OPTIONS`` declares what ``--set KEY=VALUE`` may set for that section, as
 ``{key: (type, help)}`` with a type from this module (:func:`pos_int`, :func:`flag`, ...) or
 any callable ``str -> value`` raising ``ValueError``. The CLI checks every ``--set`` against
-it before any section starts, so ``ctx.options`` only ever holds declared keys, already
-converted; a section reads ``ctx.options.get(key, default)``. One name per meaning across
+it before any section starts, so ``run.options`` only ever holds declared keys, already
+converted; a section reads ``run.options.get(key, default)``. One name per meaning across
 sections: ``num_epochs``, ``batch_size``, ``lr``, ``num_train``... A section that reads an
 option must declare it (tests/test_cli.py checks the sources).
 """

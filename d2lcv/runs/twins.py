@@ -115,9 +115,9 @@ def dogs(rep, root):
     rep.metric('dog_chance', 1 / q)
 
 
-def run(ctx):
+def run(run):
     import tempfile
-    rep = ctx.report
+    rep = run.report
     with tempfile.TemporaryDirectory() as root:
         for f in (bananas, cifar, voc, hotdog, dogs):
             f(rep, root)
