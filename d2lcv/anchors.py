@@ -375,22 +375,29 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     anc, lab = host(anchors), host(labels)
     if anc.ndim == 2:
         anc = anc[None]
-    _check_last(anc, 4, 'anchors')
-    _check_last(lab, 5, 'labels')
-    if anc.ndim != 3 or anc.shape[0] != 1:
-        raise ValueError(f'anchors must have shape (1, A, 4), got {anc.shape}')
-    if lab.ndim != 3:
-        raise ValueError(f'labels must have shape (B, M, 5), got {lab.shape}')
-    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
-                                  or cls_preds.shape[-1] != anc.shape[1]):
-        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels {lab.shape} '
-                         f'and anchors {anc.shape}: expected (B, C + 1, A)')
+    _check_target_shapes(anc, lab, cls_preds)
     _check_corners(anc, 'anchors')
     num_gt = _num_valid_labels(lab)
     valid = onp.arange(lab.shape[1])[None, :] < num_gt[:, None]   # (B, M)
     _check_corners(lab[..., 1:], 'labels[..., 1:]', valid)
     out = _multibox_target(anc[0], lab, num_gt, overlap_threshold, ignore_label, variances)
     return tuple(like(o, labels) for o in out)
+
+
+def _check_target_shapes(anc, lab, cls_preds):
+    """Shapes only (NumPy or MXNet arrays alike): ``anc (1, A, 4)``, ``lab (B, M, 5)``,
+    ``cls_preds (B, C + 1, A)`` or None."""
+    _check_last(anc, 4, 'anchors')
+    _check_last(lab, 5, 'labels')
+    if anc.ndim != 3 or anc.shape[0] != 1:
+        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
+    if lab.ndim != 3:
+        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
+    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
+                                  or cls_preds.shape[-1] != anc.shape[1]):
+        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
+                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
+                         '(B, C + 1, A)')
 
 
 def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variances):
@@ -429,17 +436,7 @@ def _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold, ignore_la
         anc = anc.as_in_ctx(ctx)      # device to device
     if anc.ndim == 2:
         anc = anc.reshape(1, -1, 4)
-    _check_last(anc, 4, 'anchors')
-    _check_last(lab, 5, 'labels')
-    if anc.ndim != 3 or anc.shape[0] != 1:
-        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
-    if lab.ndim != 3:
-        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
-    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
-                                  or cls_preds.shape[-1] != anc.shape[1]):
-        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
-                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
-                         '(B, C + 1, A)')
+    _check_target_shapes(anc, lab, cls_preds)
     lab, anc = lab.astype('float32', copy=False), anc[0].astype('float32', copy=False)
     B, M, A = lab.shape[0], lab.shape[1], anc.shape[0]
     if M == 0:

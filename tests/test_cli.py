@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import types
 
 import pytest
@@ -282,3 +283,24 @@ def test_every_option_a_section_reads_is_declared():
         read = {a or b for a, b in pattern.findall(inspect.getsource(mod))}
         declared = set(runs.options_of(mod))
         assert read <= declared, (name, sorted(read - declared))
+
+
+def test_one_type_per_option_name_across_sections():
+    """One name per meaning: an option several sections declare has one type in all of them
+    (``num_epochs`` is a positive integer everywhere, ``lr`` a positive number...); a name
+    chosen from a section's own list (``backbone``) is one kind whatever the list."""
+    kinds = {}
+    for name, mod in runs.sections().items():
+        for key, (cast, _) in runs.options_of(mod).items():
+            kind = 'a name' if hasattr(cast, 'choices') or cast is runs.text else cast.kind
+            kinds.setdefault(key, {}).setdefault(kind, []).append(name)
+    mixed = {k: v for k, v in kinds.items() if len(v) > 1}
+    assert not mixed, mixed
+    assert runs.pos_int('3') == 3 and runs.fraction('0.25') == 0.25
+    for cast, bad, message in [(runs.pos_int, '0', 'must be at least 1, got 0'),
+                               (runs.nonneg_float, '-1', 'must be >= 0, got -1.0'),
+                               (runs.pos_float, 'nan', 'must be > 0, got nan'),
+                               (runs.fraction, '1', 'strictly between 0 and 1, got 1.0'),
+                               (runs.nonneg_int, '2.5', "'2.5' is not an integer")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cast(bad)
