@@ -14,7 +14,7 @@ import numpy as onp
 
 from .. import rcnn
 from ..plot import plt
-from ..ssd import batches
+from ..train import batches
 from . import choice, pos_float, pos_int
 
 NAME = 'rcnn'
