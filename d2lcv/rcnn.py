@@ -874,8 +874,7 @@ def train_faster_rcnn(net, train_iter, num_epochs, trainer=None, devices=None, v
     epoch), ``mask_iou`` / ``mask_iou_box`` (last validation, with masks) and ``history``.
     """
     from .devices import resolve_devices
-    from .train import Accumulator, Timer
-    from .plot import Animator
+    from .train import fit
     devices = resolve_devices(devices)
     if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
@@ -884,68 +883,56 @@ def train_faster_rcnn(net, train_iter, num_epochs, trainer=None, devices=None, v
     if trainer is None:
         trainer = gluon.Trainer(net.collect_params(), optimizer,
                                 {'learning_rate': lr, 'wd': wd})
-    legend = ['rpn loss', 'head loss', 'head class err'] + (
-        ['val mAP@0.5'] if val_iter is not None else [])
-    if animator is None:
-        animator = Animator(xlabel='epoch', xlim=[1, max(num_epochs, 2)], legend=legend,
-                            save_path=save_path)
-    map_every = map_every or num_epochs
     rng = onp.random.default_rng(seed)
-    timer, examples = Timer(), 0
-    map_history, loss_history, val, point = [], [], None, {}
-    for epoch in range(num_epochs):
+
+    def step(batch, trainer):
+        X, Y, M = batch if len(batch) > 2 else (*batch, None)
+        with autograd.record():
+            outs = [faster_rcnn_loss(net, *s, rng=rng) for s in _split(X, Y, M, devices)]
+        for loss, _ in outs:
+            loss.backward()
+        trainer.step(X.shape[0])
         # rpn, head, mask loss sums, correct regions, sampled regions, positives, examples
-        metric = Accumulator(7)
-        timer.start()
-        if hasattr(train_iter, 'reset'):
-            train_iter.reset()
-        for i, batch in enumerate(train_iter):
-            if max_batches and i >= max_batches:
-                break
-            X, Y, M, _ = _unpack(batch)
-            shards = _split(X, Y, M, devices)
-            with autograd.record():
-                outs = [faster_rcnn_loss(net, *s, rng=rng) for s in shards]
-            for loss, _ in outs:
-                loss.backward()
-            trainer.step(X.shape[0])
-            for _, sums in outs:
-                metric.add(*[s.as_in_ctx(devices[0]) if hasattr(s, 'as_in_ctx') else s
-                             for s in sums], 0)
-            metric.add(*([0] * 6), X.shape[0])
-        n = max(metric[6], 1)
-        point = {'rpn_loss': metric[0] / n, 'head_loss': metric[1] / n,
-                 'mask_loss': metric[2] / n, 'head_err': 1 - metric[3] / max(metric[4], 1)}
-        timer.stop()
-        examples += metric[6]
-        loss_history.append(point['rpn_loss'] + point['head_loss'] + point['mask_loss'])
-        y = (point['rpn_loss'], point['head_loss'], point['head_err'])
-        if val_iter is not None and ((epoch + 1) % map_every == 0 or epoch + 1 == num_epochs):
-            val = evaluate_rcnn(net, val_iter, devices)
-            map_history.append((epoch + 1, val['map50']))
-            y += (val['map50'],)
-        elif val_iter is not None:
-            y += (None,)
-        animator.add(epoch + 1, y)
-    seconds = timer.sum()
-    speed = examples / seconds if seconds else float('nan')
-    if verbose:
-        print(f"rpn loss {point['rpn_loss']:.3f}, head loss {point['head_loss']:.3f}, "
-              f"head class err {point['head_err']:.3f}"
-              + (f", mask loss {point['mask_loss']:.3f}" if net.mask_head is not None else ''))
-        if val is not None:
-            print(f"val mAP@0.5 {val['map50']:.3f}" + (
-                f", mask IoU {val['mask_iou']:.3f} (filled boxes: {val['mask_iou_box']:.3f})"
-                if 'mask_iou' in val else ''))
-        print(f'{speed:.1f} examples/sec on {devices}')
-    flush = getattr(animator, 'flush', None)
-    if flush:
-        flush()
-    result = dict(point, examples_per_sec=speed, seconds=seconds, epochs=num_epochs,
-                  val_map=val['map50'] if val else None, map_history=map_history,
-                  loss_history=loss_history, history=animator.history)
-    if val and 'mask_iou' in val:
-        result.update(mask_iou=val['mask_iou'], mask_iou_box=val['mask_iou_box'])
+        return [sum(s.as_in_ctx(devices[0]) if hasattr(s, 'as_in_ctx') else s
+                    for s in column) for column in zip(*(sums for _, sums in outs))] + \
+            [X.shape[0]]
+
+    def metrics(s):
+        n = max(s[6], 1)
+        point = {'rpn_loss': s[0] / n, 'head_loss': s[1] / n, 'mask_loss': s[2] / n,
+                 'head_err': 1 - s[3] / np.maximum(s[4], 1)}
+        return dict(point, loss=point['rpn_loss'] + point['head_loss'] + point['mask_loss'])
+
+    def evaluate(net):
+        val = evaluate_rcnn(net, val_iter, devices)
+        return {k: val[k] for k in ('map50', 'mask_iou', 'mask_iou_box') if k in val}
+
+    def summary(r):
+        lines = [f"rpn loss {r['rpn_loss']:.3f}, head loss {r['head_loss']:.3f}, "
+                 f"head class err {r['head_err']:.3f}"
+                 + (f", mask loss {r['mask_loss']:.3f}" if net.mask_head is not None else '')]
+        if r.get('map50') is not None:
+            lines.append(f"val mAP@0.5 {r['map50']:.3f}" + (
+                f", mask IoU {r['mask_iou']:.3f} (filled boxes: {r['mask_iou_box']:.3f})"
+                if 'mask_iou' in r else ''))
+        return lines
+
+    r = fit(net, train_iter, step, trainer, epochs=num_epochs, devices=devices,
+            metrics=metrics, curves={'rpn_loss': 'rpn loss', 'head_loss': 'head loss',
+                                     'head_err': 'head class err'},
+            evaluate=evaluate if val_iter is not None else None,
+            eval_curves={'map50': 'val mAP@0.5'}, eval_every=map_every or num_epochs,
+            summary=summary, animator=animator, reports_per_epoch=1,
+            animator_kw={'xlim': [1, max(num_epochs, 2)]}, save_path=save_path,
+            max_batches=max_batches, progress=False, verbose=verbose)
+    val = [(e['epoch'], e['map50']) for e in r['log'] if e.get('map50') is not None]
+    last = r['log'][-1]
+    result = {k: r[k] for k in ('rpn_loss', 'head_loss', 'mask_loss', 'head_err',
+                                'examples_per_sec', 'seconds', 'history')}
+    result.update(epochs=num_epochs, val_map=val[-1][1] if val else None, map_history=val,
+                  loss_history=[e['loss'] for e in r['log']])
+    if 'mask_iou' in last:
+        result.update(mask_iou=last['mask_iou'], mask_iou_box=last['mask_iou_box'])
     return result
 
 

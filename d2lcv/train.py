@@ -7,6 +7,7 @@ no host/device synchronisation on every batch (losses and accuracies are summed 
 device and read five times an epoch), and an optional checkpoint from which an interrupted
 run resumes after its last finished epoch.
 """
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +20,6 @@ import time
 import numpy as onp
 from mxnet import autograd, np
 from mxnet.base import MXNetError
-from mxnet.lr_scheduler import LRScheduler
 
 from . import dist
 from ._util import progress_bar as _progress_bar
@@ -28,7 +28,7 @@ from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 from .plot import Animator
 
 __all__ = ['Timer', 'Accumulator', 'accuracy', 'evaluate_accuracy_gpus', 'train_batch_ch13',
-           'train_ch13', 'fit', 'batches', 'get_dataloader_workers', 'corr2d', 'net_devices',
+           'train_ch13', 'fit', 'batches', 'step_decay', 'get_dataloader_workers', 'corr2d', 'net_devices',
            'CheckpointError']
 
 
@@ -355,23 +355,6 @@ class _Checkpoint:
 # The training engine
 # ----------------------------------------------------------------------------------------
 
-class _EpochLR(LRScheduler):
-    """An MXNet ``LRScheduler`` made from a per-epoch schedule ``lr_at(epoch) -> lr``.
-
-    The optimizer's update ``k`` (1-based, MXNet's ``num_update``) is in epoch ``offset +
-    (k - 1) // per_epoch``. The schedule rides on the optimizer itself, so one object sets
-    the rate of a local Trainer and of a dist kvstore's servers alike (they receive the
-    optimizer, scheduler included, once, and never see ``set_learning_rate``).
-    """
-
-    def __init__(self, lr_at, per_epoch, offset=0):
-        super().__init__(base_lr=lr_at(offset))
-        self.lr_at, self.per_epoch, self.offset = lr_at, per_epoch, offset
-
-    def __call__(self, num_update):
-        return self.lr_at(self.offset + max(num_update - 1, 0) // self.per_epoch)
-
-
 class _GlobalBatch:
     """``trainer`` as a step function sees it: ``step(batch_size)`` normalises by the
     global batch, ``batch_size * workers`` (the workers whose gradients one synchronous
@@ -385,6 +368,16 @@ class _GlobalBatch:
 
     def __getattr__(self, name):
         return getattr(self._trainer, name)
+
+
+def _step_decay(lr, period, decay, epoch):
+    return lr * decay ** (epoch // period) if period and period > 0 else lr
+
+
+def step_decay(lr, period, decay):
+    """The schedule ``epoch -> lr * decay ** (epoch // period)`` (0-based epochs; ``period``
+    0 or None: constant), for :func:`fit`'s ``lr_schedule``."""
+    return functools.partial(_step_decay, lr, period, decay)
 
 
 def batches(data_iter):
@@ -413,7 +406,7 @@ def _num_batches(data_iter):
 def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=None,
         eval_curves=None, eval_every=1, summary=None, devices=None, kvstore=None,
         checkpoint=None, animator=None, animator_kw=None, save_path=None, lr_schedule=None,
-        max_batches=None, progress=True, verbose=True):
+        max_batches=None, reports_per_epoch=5, progress=True, verbose=True):
     """Train ``net`` for ``epochs`` epochs: the one loop under every section's training.
 
     The section supplies what is its own, the engine does the rest (timing, metric reads,
@@ -429,10 +422,10 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         tuple of sums (device scalars or numbers), added up over the epoch on the device.
     metrics : ``metrics(sums) -> dict``
         Named figures from the epoch's running sums (reading them waits for the device: it
-        is called five times an epoch, the only reads of the loop).
+        is called ``reports_per_epoch`` times an epoch, the only reads of the loop).
     curves, eval_curves : dict ``{name: legend label}``
-        The ``metrics`` figures plotted five times an epoch, and the ``evaluate`` figures
-        plotted after each evaluation.
+        The ``metrics`` figures plotted at each of those reads, and the ``evaluate``
+        figures plotted after each evaluation.
     evaluate : ``evaluate(net) -> dict``, optional
         Run on rank 0 after every ``eval_every``-th epoch and after the last.
     summary : ``summary(result) -> list of str``
@@ -446,11 +439,11 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
     checkpoint : path prefix of a :class:`_Checkpoint`, saved after each epoch (rank 0);
         a later call resumes after the last saved epoch.
     lr_schedule : ``lr_schedule(epoch) -> lr`` (0-based epochs), optional
-        Installed as the optimizer's ``lr_scheduler`` over its update count, so it acts the
-        same locally and on a dist kvstore's servers. Under a dist kvstore or with a
-        checkpoint it must be picklable (a module-level function or a ``functools.partial``).
-        The result's ``lr`` is the last epoch's rate; afterwards a local Trainer keeps that
-        rate as a plain learning rate.
+        Tabulated for the epochs to run and installed as the optimizer's ``lr_scheduler``
+        over its update count, so it acts the same locally and on a dist kvstore's servers
+        (see :func:`_install_schedule`); e.g. :func:`step_decay`. The result's ``lr`` is
+        the last epoch's rate; afterwards a local Trainer keeps that rate as a plain
+        learning rate.
     max_batches : cap on the batches per epoch.
 
     Returns a dict: the last epoch's ``metrics`` and last ``evaluate`` figures,
@@ -499,8 +492,8 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         if verbose:
             print(f'resuming from {checkpoint} after epoch {start_epoch}')
     if lr_schedule is not None:
-        _install_schedule(trainer, lr_schedule, num_batches, start_epoch, kv)
-    report_every = max(1, (num_batches or 5) // 5)
+        _install_schedule(trainer, lr_schedule, num_batches, start_epoch, epochs, kv)
+    report_every = max(1, (num_batches or reports_per_epoch) // reports_per_epoch)
 
     def plot(x, figures):
         ys = tuple(figures.get(k) for k in names)
@@ -544,10 +537,9 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         if hasattr(animator, 'flush'):  # the PNG is throttled; write each epoch's end
             animator.flush()
         if ckpt is not None and lead:
-            with _schedule_detached(trainer):
-                ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': seconds,
-                                         'examples': examples, 'result': result,
-                                         'points': points, 'log': log})
+            ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': seconds,
+                                     'examples': examples, 'result': result,
+                                     'points': points, 'log': log})
     per_worker = examples / seconds if seconds else float('nan')
     result = dict(result, examples_per_sec=per_worker * workers, seconds=seconds,
                   # a checkpoint saved after more epochs than asked for: nothing undone
@@ -577,10 +569,16 @@ def _floats(figures):
     return {k: None if v is None else float(v) for k, v in figures.items()}
 
 
-def _install_schedule(trainer, lr_schedule, num_batches, start_epoch, kv):
-    """Give ``trainer``'s optimizer an :class:`_EpochLR` of ``lr_schedule`` that starts at
-    ``start_epoch``. A dist kvstore's servers count one update per synchronous step, or per
-    worker's push (``dist_async``, whose epochs are then approximate)."""
+def _install_schedule(trainer, lr_schedule, num_batches, start_epoch, epochs, kv):
+    """Give ``trainer``'s optimizer the rates of ``lr_schedule`` for epochs ``start_epoch``
+    .. ``epochs - 1`` as its ``lr_scheduler`` over its update count.
+
+    The rates are tabulated here and looked up by ``numpy.interp`` between each epoch's
+    first and last update (a step at every epoch boundary): an object a dist kvstore's
+    servers can unpickle, since they run inside ``import mxnet`` and could not import the
+    caller's function (or d2lcv). A server counts one update per synchronous step, or per
+    worker's push (``dist_async``, whose epochs are then approximate).
+    """
     if not num_batches:
         raise ValueError('lr_schedule needs the number of batches per epoch: give '
                          'train_iter a length or pass max_batches')
@@ -592,8 +590,14 @@ def _install_schedule(trainer, lr_schedule, num_batches, start_epoch, kv):
     per_epoch = num_batches * (dist.kv_num_workers(kv) if 'async' in getattr(kv, 'type', '')
                                else 1)
     # a resumed local optimizer has counted the saved epochs' updates; a dist one restarts
-    offset = start_epoch - opt.num_update // per_epoch
-    opt.lr_scheduler = _EpochLR(lr_schedule, per_epoch, offset)
+    done, xp, fp = opt.num_update, [], []
+    for e in range(start_epoch, max(epochs, start_epoch + 1)):
+        first = (e - start_epoch) * per_epoch + done + 1
+        lr = float(lr_schedule(e))
+        xp += [first, first + per_epoch - 1]
+        fp += [lr, lr]
+    # plain tuples: MXNet sends the optimizer as a protocol-0 pickle, decoded as text
+    opt.lr_scheduler = functools.partial(onp.interp, xp=tuple(xp), fp=tuple(fp))
 
 
 def _remove_schedule(trainer, distributed):
@@ -603,26 +607,7 @@ def _remove_schedule(trainer, distributed):
         opt = trainer._optimizer
         lr = opt.learning_rate
         opt.lr_scheduler = None
-        opt.set_learning_rate(lr)
-
-
-class _schedule_detached:  # noqa: N801 - a context manager used like a function
-    """The optimizer without its :class:`_EpochLR` while the trainer state is pickled (the
-    schedule may be a lambda; it is installed again on resume)."""
-
-    def __init__(self, trainer):
-        self.opt = trainer._optimizer
-
-    def __enter__(self):
-        self.saved, self.opt.lr_scheduler = self.opt.lr_scheduler, None
-        if isinstance(self.saved, _EpochLR):
-            self.lr, self.opt.lr = self.opt.lr, self.saved(self.opt.num_update)
-        else:  # not ours: leave it
-            self.opt.lr_scheduler = self.saved
-
-    def __exit__(self, *exc):
-        if isinstance(self.saved, _EpochLR):
-            self.opt.lr_scheduler, self.opt.lr = self.saved, self.lr
+        opt.set_learning_rate(float(lr))
 
 
 # ----------------------------------------------------------------------------------------
