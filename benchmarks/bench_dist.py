@@ -56,7 +56,7 @@ def main():
     p.add_argument('--batch-size', type=int, default=50, help='global batch')
     p.add_argument('--epochs', type=int, default=3)
     args = p.parse_args()
-    d2lcv.synth_twin('cifar10')  # made once, before the workers start
+    d2lcv.hub.synth_twin('cifar10')  # made once, before the workers start
     with tempfile.TemporaryDirectory() as out:
         ref, ref_loss = one_process(args.batch_size, args.epochs, out)
         log = io.StringIO()

@@ -42,10 +42,10 @@ from d2lcv import finetune, imagerec, kaggle  # noqa: E402
 
 def datasets(root, num_hotdog):
     """The two twins' training folders as ``ImageFolderDataset``s."""
-    hot = d2lcv.synth_twin('hotdog', root=os.path.join(root, 'hotdog'), num_train=num_hotdog)
+    hot = d2lcv.hub.synth_twin('hotdog', root=os.path.join(root, 'hotdog'), num_train=num_hotdog)
     hot = os.path.join(hot, 'hotdog') if os.path.isdir(os.path.join(hot, 'hotdog')) else hot
     train_hot, _ = finetune.hotdog_datasets(hot)
-    cifar = d2lcv.synth_twin('cifar10_tiny', root=os.path.join(root, 'cifar'))
+    cifar = d2lcv.hub.synth_twin('cifar10_tiny', root=os.path.join(root, 'cifar'))
     for sub in ('', 'kaggle_cifar10_tiny'):
         if os.path.exists(os.path.join(cifar, sub, 'trainLabels.csv')):
             cifar = os.path.join(cifar, sub)

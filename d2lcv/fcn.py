@@ -27,8 +27,7 @@ from .devices import resolve_devices
 from .dist import create_kvstore
 from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
                            pixel_accuracy, read_voc_label, segmentation_confusion,
-                           voc_split_names)
-from .synth.voc import voc_palette
+                           voc_palette, voc_split_names)
 from .train import train_ch13
 
 __all__ = ['bilinear_kernel', 'fcn_net', 'SegmentationLoss', 'train_fcn', 'predict',

@@ -7,7 +7,7 @@ its augmentations (:func:`train_augs`, :func:`test_augs`), the fine-tuned networ
 (exercise 3, :func:`freeze_features`) and the reuse of the source model's "hot dog" output row
 (exercise 4, :func:`hotdog_weight`, :func:`init_output_from_source`).
 
-With ImageNet weights (``d2lcv.get_pretrained('resnet18_v2')``) and the real data this is
+With ImageNet weights (``d2lcv.models.get_pretrained('resnet18_v2')``) and the real data this is
 the chapter's experiment. Offline there are no ImageNet weights, so
 :func:`compare_finetune_scratch` runs an honest stand-in: a small ResNet
 (:func:`small_resnet`) is pre-trained on a *synthetic source task* (10 kinds of drawn food,

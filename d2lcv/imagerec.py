@@ -50,8 +50,10 @@ import threading
 
 import numpy as onp
 
+from ._util import progress_bar
+
 __all__ = ['pack_images', 'RecordLoader', 'augment_spec', 'use_fast_input', 'fast_input',
-           'fast_loader', 'tag', 'ImagePackError']
+           'fast_loader', 'tag', 'ImagePackError', 'default_cache_dir', 'fingerprint']
 
 _FAST = None          # None: $D2LCV_FAST_INPUT decides
 
@@ -162,7 +164,7 @@ def pack_images(dataset, cache_dir=None, progress=False):
     tmp = f'{base}.tmp{os.getpid()}'
     writer = mx.recordio.MXIndexedRecordIO(tmp + '.idx', tmp + '.rec', 'w')
     try:
-        bar = _progress(items, f'packing {os.path.basename(root)}', progress)
+        bar = progress_bar(items, desc=f'packing {os.path.basename(root)}', enabled=progress)
         for i, (path, label) in enumerate(bar):
             try:
                 with open(path, 'rb') as f:
@@ -185,13 +187,6 @@ def pack_images(dataset, cache_dir=None, progress=False):
             if os.path.exists(tmp + ext):
                 os.remove(tmp + ext)
     return rec, idx
-
-
-def _progress(items, desc, enabled):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-    return tqdm(items, desc=desc, leave=False)
 
 
 # ----------------------------------------------------------------------------------------

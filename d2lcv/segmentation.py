@@ -31,7 +31,7 @@ __all__ = ['VOC_COLORMAP', 'VOC_CLASSES', 'IGNORE_LABEL', 'VOID_COLOR', 'RGB_MEA
            'read_voc_images', 'read_voc_label', 'build_colormap2label', 'voc_colormap2label',
            'ColormapTable', 'voc_label_indices', 'voc_rand_crop', 'normalize_image',
            'VOCSegDataset', 'load_data_voc', 'voc_split_names', 'segmentation_confusion',
-           'pixel_accuracy', 'mean_iou', 'VOCFormatError']
+           'pixel_accuracy', 'mean_iou', 'VOCFormatError', 'voc_palette']
 
 VOC_COLORMAP = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
                 [0, 0, 128], [128, 0, 128], [0, 128, 128], [128, 128, 128],
@@ -39,6 +39,22 @@ VOC_COLORMAP = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
                 [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
                 [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0],
                 [0, 64, 128]]
+
+
+def voc_palette():
+    """VOC's 256-entry palette ``(256, 3)`` uint8 (index 0 black, 255 = (224, 224, 192)):
+    ``VOC_COLORMAP`` is its first 21 rows, and ``label2image`` colours void pixels (255) with it.
+
+    The colour of index ``i`` spreads its bits over the three channels, from the high bit
+    down: bit ``3k`` goes to red bit ``7-k``, ``3k+1`` to green, ``3k+2`` to blue.
+    """
+    idx = onp.arange(256)
+    pal = onp.zeros((256, 3), dtype=onp.int64)
+    for k in range(8):  # eight bit triplets of the index (a constant loop, not over data)
+        for c in range(3):
+            pal[:, c] |= ((idx >> (3 * k + c)) & 1) << (7 - k)
+    return pal.astype(onp.uint8)
+
 
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat',
                'bottle', 'bus', 'car', 'cat', 'chair', 'cow',

@@ -14,10 +14,10 @@ The chapter's pieces keep their names: ``cls_predictor``, ``bbox_predictor``,
 * ``train_ssd``: the chapter's loop on several devices, with metrics summed on the device
   and read five times an epoch (no host sync per batch), the chapter's printed summary
   (class err, bbox mae, examples/sec), optional validation mAP per epoch.
-* The anchor operators come from a selectable backend: ``'npx'`` (MXNet's
-  ``npx.multibox_prior/target/detection``, as in the chapter) or ``'d2lcv'``
-  (:mod:`d2lcv.anchors`, same semantics). Default: ``$D2LCV_DET_BACKEND``, else the
-  default of :mod:`d2lcv.anchors` (``set_impl`` / ``$D2LCV_ANCHORS_IMPL``).
+* The anchor operators come from the one implementation switch of :mod:`d2lcv.anchors`:
+  ``impl='npx'`` (MXNet's ``npx.multibox_prior/target/detection``, as in the chapter) or
+  ``impl='d2lcv'`` (:mod:`d2lcv.anchors`, same semantics); ``impl=None`` takes the default,
+  ``d2lcv.anchors.set_impl`` / ``$D2LCV_ANCHORS_IMPL``.
 """
 import os
 import types
@@ -35,7 +35,8 @@ from .train import batches, fit
 
 __all__ = ['cls_predictor', 'bbox_predictor', 'flatten_pred', 'concat_preds',
            'down_sample_blk', 'base_net', 'get_blk', 'blk_forward', 'TinySSD', 'SSD_SIZES',
-           'SSD_RATIOS', 'calc_loss', 'cls_eval', 'bbox_eval', 'SSDLoss', 'focal_loss',
+           'SSD_RATIOS', 'cls_loss', 'bbox_loss', 'calc_loss', 'cls_eval', 'bbox_eval',
+           'SSDLoss', 'focal_loss',
            'train_ssd', 'predict', 'detect', 'display', 'detection_ops', 'evaluate_ssd_map',
            'batches']
 
@@ -45,7 +46,7 @@ SSD_RATIOS = [[1, 2, 0.5]] * 5
 
 
 # ----------------------------------------------------------------------------------------
-# Operator backend
+# Anchor operators: d2lcv.anchors or npx, by the one switch (impl=)
 # ----------------------------------------------------------------------------------------
 
 def _npx_ops():
@@ -71,24 +72,20 @@ def _d2lcv_ops():
             a.multibox_detection(cls_probs, offset_preds, anchors, impl='d2lcv', **kw))
 
 
-def detection_ops(backend=None):
+def detection_ops(impl=None):
     """The anchor operators: ``multibox_prior``, ``multibox_target``, ``multibox_detection``.
 
-    ``backend``: ``'npx'`` (MXNet's operators), ``'d2lcv'`` (:mod:`d2lcv.anchors`), or
-    ``None``: ``$D2LCV_DET_BACKEND`` if set, else :mod:`d2lcv.anchors`' own default
-    (``d2lcv.anchors.set_impl`` / ``$D2LCV_ANCHORS_IMPL``, ``'d2lcv'`` unless changed).
+    ``impl``: ``'npx'`` (MXNet's operators), ``'d2lcv'`` (:mod:`d2lcv.anchors`), ``None``
+    (the default of :func:`d2lcv.anchors.get_impl`: ``set_impl`` / ``$D2LCV_ANCHORS_IMPL``,
+    ``'d2lcv'`` unless changed), or operators this function returned (passed through).
     """
-    if isinstance(backend, types.SimpleNamespace):
-        return backend
-    backend = backend or os.environ.get('D2LCV_DET_BACKEND') or None
-    if backend is None:
-        from . import anchors
-        backend = anchors.get_impl()
-    if backend == 'npx':
-        return _npx_ops()
-    if backend == 'd2lcv':
-        return _d2lcv_ops()
-    raise ValueError(f"unknown detection backend {backend!r}: use 'npx' or 'd2lcv'")
+    if isinstance(impl, types.SimpleNamespace):
+        return impl
+    if impl is None and os.environ.get('D2LCV_DET_BACKEND'):
+        raise ValueError('$D2LCV_DET_BACKEND is gone: the anchor operators have one switch, '
+                         '$D2LCV_ANCHORS_IMPL (or d2lcv.anchors.set_impl, or impl=)')
+    from . import anchors
+    return _npx_ops() if anchors.get_impl(impl) == 'npx' else _d2lcv_ops()
 
 
 # ----------------------------------------------------------------------------------------
@@ -150,10 +147,10 @@ def get_blk(i):
     return blk
 
 
-def blk_forward(X, blk, size, ratio, cls_predictor, bbox_predictor, backend=None):
+def blk_forward(X, blk, size, ratio, cls_predictor, bbox_predictor, impl=None):
     """One scale: ``(Y, anchors (1, h*w*a, 4), cls_preds (B, a(q+1), h, w), bbox_preds)``."""
     Y = blk(X)
-    anchors = detection_ops(backend).multibox_prior(Y, sizes=size, ratios=ratio)
+    anchors = detection_ops(impl).multibox_prior(Y, sizes=size, ratios=ratio)
     cls_preds = cls_predictor(Y)
     bbox_preds = bbox_predictor(Y)
     return (Y, anchors, cls_preds, bbox_preds)
@@ -164,17 +161,18 @@ class TinySSD(nn.HybridBlock):
 
     ``net(X)`` with ``X (B, 3, H, W)`` returns ``(anchors (1, A, 4), cls_preds (B, A, q+1),
     bbox_preds (B, 4A))``; for 256x256 inputs ``A = (32^2 + 16^2 + 8^2 + 4^2 + 1) * 4 =
-    5444``. The convolutional part is ``hybrid_forward``; anchors come from the operator
-    ``backend`` (see :func:`detection_ops`) and are cached per feature-map shapes and device.
+    5444``. The convolutional part is ``hybrid_forward``; anchors come from the operators
+    ``impl`` chooses (see :func:`detection_ops`) and are cached per feature-map shapes and
+    device.
     """
 
-    def __init__(self, num_classes, sizes=None, ratios=None, backend=None, **kwargs):
+    def __init__(self, num_classes, sizes=None, ratios=None, impl=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.sizes = [list(s) for s in (sizes or SSD_SIZES)]
         self.ratios = [list(r) for r in (ratios or SSD_RATIOS)]
         self.num_anchors = len(self.sizes[0]) + len(self.ratios[0]) - 1
-        self.backend = backend
+        self.impl = impl
         self._anchor_cache = {}
         with self.name_scope():
             for i in range(5):
@@ -197,9 +195,9 @@ class TinySSD(nn.HybridBlock):
     def anchors_for(self, feats):
         """Anchors ``(1, A, 4)`` for feature maps ``feats`` (cached by shapes and device)."""
         key = (tuple(f.shape[2:] for f in feats), str(feats[0].ctx),
-               getattr(self.backend, 'name', self.backend))
+               getattr(self.impl, 'name', self.impl))
         if key not in self._anchor_cache:
-            ops = detection_ops(self.backend)
+            ops = detection_ops(self.impl)
             self._anchor_cache[key] = np.concatenate(
                 [ops.multibox_prior(f, sizes=s, ratios=r)
                  for f, s, r in zip(feats, self.sizes, self.ratios)], axis=1)
@@ -324,7 +322,7 @@ def bbox_eval(bbox_preds, bbox_labels, bbox_masks):
 # ----------------------------------------------------------------------------------------
 
 def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None,
-              val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, backend=None,
+              val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, impl=None,
               map_every=None, animator=None, save_path=None, progress=True, verbose=True,
               max_batches=None, kvstore='device'):
     """Train an SSD as in section 13.7; return a dict of results.
@@ -353,7 +351,7 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     engine does with several workers.
     """
     devices = resolve_devices(devices)
-    ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
+    ops = detection_ops(impl if impl is not None else getattr(net, 'impl', None))
     if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     if hybridize and hasattr(net, 'hybridize'):
@@ -376,7 +374,7 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
                 'loss': _read(s[4]) / max(s[5], 1)}
 
     def evaluate(net):
-        return {'val_map': evaluate_ssd_map(net, val_iter, devices=devices, backend=ops)['map50']}
+        return {'val_map': evaluate_ssd_map(net, val_iter, devices=devices, impl=ops)['map50']}
 
     def summary(r):
         lines = [f'class err {r["class_err"]:.2e}, bbox mae {r["bbox_mae"]:.2e}']
@@ -434,7 +432,7 @@ def _train_step(net, X, Y, loss, trainer, devices, ops):
 # Prediction and evaluation
 # ----------------------------------------------------------------------------------------
 
-def detect(net, X, device=None, backend=None, nms_threshold=0.5, **kwargs):
+def detect(net, X, device=None, impl=None, nms_threshold=0.5, **kwargs):
     """All detections for a batch: ``X (B, 3, H, W)`` -> ``(B, A, 6)``.
 
     Rows ``(class, score, x1, y1, x2, y2)`` with corners in [0, 1]; suppressed and
@@ -442,20 +440,20 @@ def detect(net, X, device=None, backend=None, nms_threshold=0.5, **kwargs):
     """
     if device is None:
         device = list(net.collect_params().values())[0].list_ctx()[0]
-    ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
+    ops = detection_ops(impl if impl is not None else getattr(net, 'impl', None))
     anchors, cls_preds, bbox_preds = net(X.as_in_ctx(device))
     cls_probs = npx.softmax(cls_preds).transpose(0, 2, 1)
     return ops.multibox_detection(cls_probs, bbox_preds, anchors,
                                   nms_threshold=nms_threshold, **kwargs)
 
 
-def predict(X, net, device=None, backend=None, nms_threshold=0.5):
+def predict(X, net, device=None, impl=None, nms_threshold=0.5):
     """The chapter's ``predict``: the kept detections of the first image, ``(k, 6)``.
 
     The chapter's ``predict(X)`` reads a global ``net``; here it is the second argument.
     Rows ``(class, score, x1, y1, x2, y2)`` sorted by decreasing score, corners in [0, 1].
     """
-    output = detect(net, X, device, backend, nms_threshold)
+    output = detect(net, X, device, impl, nms_threshold)
     idx = onp.nonzero(output[0, :, 0].asnumpy() != -1)[0]
     return output[0, np.array(idx, dtype='int32', ctx=output.ctx)] if len(idx) \
         else output[0, :0]
@@ -479,7 +477,7 @@ def display(img, output, threshold, ax=None):
     return ax
 
 
-def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0.5,
+def evaluate_ssd_map(net, data_iter, devices=None, impl=None, nms_threshold=0.5,
                      max_batches=None, iou_thresholds=None, interpolation='coco'):
     """Detect on every batch of ``data_iter`` and score with :func:`mean_average_precision`.
 
@@ -499,7 +497,7 @@ def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0
         else:
             X, Y, pad = batch[0], batch[1], 0
         keep = X.shape[0] - pad
-        out = detect(net, X, devices[0], backend, nms_threshold)
+        out = detect(net, X, devices[0], impl, nms_threshold)
         dets.append(out.asnumpy()[:keep])
         labels.append(Y.asnumpy()[:keep])
     m = max(l.shape[1] for l in labels)

@@ -10,7 +10,7 @@ layers of VGG-19), :func:`extract_features` with ``STYLE_LAYERS = [0, 5, 10, 19,
 two-stage run of the chapter (:func:`style_transfer`: a small composite, then one 4x larger
 initialised from it).
 
-Weights: :func:`load_vgg19` uses ImageNet weights from :func:`d2lcv.get_pretrained`. Offline
+Weights: :func:`load_vgg19` uses ImageNet weights from :func:`d2lcv.models.get_pretrained`. Offline
 there are none; ``weights='random'`` (or ``'auto'``, which says so with a warning) uses a
 randomly initialised VGG-19 instead. Random convolutional features still capture colour and
 local texture statistics, so the style loss still transfers colours and textures, but the
@@ -64,7 +64,7 @@ def postprocess(img):
 def load_vgg19(ctx=None, weights='auto', seed=0):
     """VGG-19 from Gluon's model zoo: ``(net, description)``.
 
-    ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.get_pretrained`; raises
+    ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.models.get_pretrained`; raises
     ``PretrainedWeightsMissing`` offline), ``'random'`` (a seeded He initialisation of the
     convolutions, which keeps the activations' scale; the Dense layers stay unset), or
     ``'auto'`` (pretrained if available, else random with a warning).

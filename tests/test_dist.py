@@ -61,7 +61,7 @@ def test_shard_indices_bad_index(parts, index):
 
 
 def test_load_cifar10_shards(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=53, num_test=10)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=53, num_test=10)
     whole = augment.cifar10_dataset(True, root=root)
     labels = onp.array([whole[i][1] for i in range(len(whole))])
     seen, batches = [], []
@@ -85,7 +85,7 @@ def test_load_cifar10_shards(tmp_path):
 
 
 def test_sharded_dataset_reads_the_right_examples(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=20, num_test=10)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=20, num_test=10)
     whole = augment.cifar10_dataset(True, root=root)
     part = dist.shard_dataset(whole, 4, 3)
     assert len(part) == 5
@@ -146,7 +146,7 @@ def two_cpus():
 
 def test_train_ch13_local_kvstore(tmp_path, two_cpus):
     """A non-dist kvstore changes nothing: same keys, loss falls, chapter's lines printed."""
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=200,
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=200,
                             num_test=40)
     mx.random.seed(0)
     net = _tiny_net(two_cpus)
@@ -165,7 +165,7 @@ def test_train_ch13_local_kvstore(tmp_path, two_cpus):
 
 
 def test_train_with_data_aug_default_kvstore(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=60, num_test=20)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=60, num_test=20)
     net = _tiny_net([mx.cpu()])
     result = augment.train_with_data_aug(augment.test_augs(), augment.test_augs(), net,
                                          batch_size=20, num_epochs=1, devices=[mx.cpu()],

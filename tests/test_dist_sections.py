@@ -80,7 +80,7 @@ class _FakeDistKV(mx.kv.KVStoreBase):
 @pytest.fixture(scope='module')
 def hotdog(tmp_path_factory):
     root = tmp_path_factory.mktemp('hd') / 'twin'
-    return d2lcv.synth_twin('hotdog', root=str(root), num_train=6, num_test=4, min_size=24,
+    return d2lcv.hub.synth_twin('hotdog', root=str(root), num_train=6, num_test=4, min_size=24,
                             max_size=40)
 
 
@@ -126,7 +126,7 @@ def test_train_fine_tuning_shards_with_a_dist_kvstore(hotdog, monkeypatch):
     assert len(seen['train']._dataset) == n // 3 and len(seen['train']) == (n // 3) // 3
     assert len(seen['test']._dataset) == len(test_imgs)   # rank 0 evaluates all of it
     assert seen['kv'] is fake and _given(seen['trainer']) is fake
-    # shard 1 of 3: the examples 1, 4, 7, 10 (d2lcv.dist.shard_indices)
+    # shard 1 of 3: the examples 1, 4, 7, 10 (dist.shard_indices)
     labels = [seen['train']._dataset[i][1] for i in range(len(seen['train']._dataset))]
     assert labels == [train_imgs[i][1] for i in (1, 4, 7, 10)]
 
@@ -166,7 +166,7 @@ def test_lr_mult_survives_the_servers_copy_of_the_optimizer():
 @pytest.fixture(scope='module')
 def tiny_voc(tmp_path_factory):
     root = tmp_path_factory.mktemp('dsvoc') / 'voc2012'
-    return d2lcv.synth_twin('voc2012', root=str(root), num_train=8, num_val=6, scale=0.25)
+    return d2lcv.hub.synth_twin('voc2012', root=str(root), num_train=8, num_val=6, scale=0.25)
 
 
 def _seg_net():
@@ -221,7 +221,7 @@ def _tiny_cnn(num_classes):
 
 @pytest.fixture(scope='module')
 def cifar_sets(tmp_path_factory):
-    d = d2lcv.synth_twin('cifar10_tiny', root=str(tmp_path_factory.mktemp('kc') / 'c'),
+    d = d2lcv.hub.synth_twin('cifar10_tiny', root=str(tmp_path_factory.mktemp('kc') / 'c'),
                          num_train=80, num_test=5)
     K.reorg_cifar10_data(d, 0.1)
     return K.read_image_folders(d)
@@ -251,7 +251,7 @@ def test_train_dog_kvstore_reaches_trainer(tmp_path, trainers, kind):
     mx.random.seed(0)
     onp.random.seed(0)   # the loader's shuffle
     kv = _make(kind)
-    d = d2lcv.synth_twin('dog_tiny', root=str(tmp_path / 'd'), num_train=40, num_test=4,
+    d = d2lcv.hub.synth_twin('dog_tiny', root=str(tmp_path / 'd'), num_train=40, num_test=4,
                          num_breeds=3)
     K.reorg_dog_data(d, 0.1)
     ds = K.read_image_folders(d)
@@ -395,7 +395,7 @@ def test_train_dog_gives_every_worker_rank_0s_frozen_features(tmp_path, steps):
 @pytest.fixture(scope='module')
 def bananas(tmp_path_factory):
     root = tmp_path_factory.mktemp('dsssd') / 'bananas'
-    return d2lcv.synth_twin('bananas', root=str(root), num_train=32, num_val=8, edge=64)
+    return d2lcv.hub.synth_twin('bananas', root=str(root), num_train=32, num_val=8, edge=64)
 
 
 @pytest.mark.parametrize('kind', _kvstores())
@@ -440,7 +440,7 @@ def test_train_fine_tuning_dist_sync_two_workers_agree(tmp_path, monkeypatch):
     monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
     monkeypatch.setenv('MPLBACKEND', 'Agg')
     monkeypatch.setenv('D2LCV_NUM_WORKERS', '0')
-    twin = d2lcv.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=16, num_test=4,
+    twin = d2lcv.hub.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=16, num_test=4,
                             min_size=24, max_size=40)
     out = io.StringIO()
     code = launch(2, 1, [sys.executable, WORKER, str(tmp_path), twin], timeout=40, out=out)

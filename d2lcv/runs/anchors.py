@@ -32,8 +32,8 @@ def _image_axes(img):
     return fig, ax
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     img = read_image('catdog.jpg')
     h, w = img.shape[:2]
     bbox_scale = onp.array((w, h, w, h), 'float32')

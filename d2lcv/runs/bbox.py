@@ -7,8 +7,8 @@ SECTION = '13.3'
 TITLE = 'Object detection and bounding boxes'
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     img = bbox.read_image('catdog.jpg')
     set_figsize()
     fig = plt.figure()

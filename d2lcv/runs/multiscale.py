@@ -6,8 +6,8 @@ SECTION = '13.5'
 TITLE = 'Multiscale object detection'
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     for fmap, s in [(4, 0.15), (2, 0.4), (1, 0.8)]:
         ax = A.display_anchors(fmap_w=fmap, fmap_h=fmap, s=[s])
         rep.figure(f'anchors_{fmap}x{fmap}', ax.figure,

@@ -15,7 +15,7 @@ def _sample_image():
     """``img/catdog.jpg`` when the repository has it, else a synthetic VOC image."""
     from mxnet import image
     try:
-        from ..augment import img_path
+        from ..hub import img_path
         return image.imread(img_path('catdog.jpg')), 'img/catdog.jpg'
     except FileNotFoundError:
         from .. import segmentation as seg
@@ -25,7 +25,7 @@ def _sample_image():
         return feats[0], 'a synthetic VOC twin image (img/catdog.jpg is not in the repository)'
 
 
-def run(ctx):
+def run(run):
     from mxnet import init, np
     from mxnet.gluon import nn
     from ..fcn import bilinear_kernel
@@ -33,7 +33,7 @@ def run(ctx):
     from ..train import corr2d
     from ..transconv import kernel2matrix, trans_conv
 
-    rep = ctx.report
+    rep = run.report
     X = np.array([[0., 1.], [2., 3.]])
     K = np.array([[0., 1.], [2., 3.]])
 

@@ -65,7 +65,8 @@ def voc(rep, root):
     from ..plot import plt
     from ..segmentation import mean_iou, segmentation_confusion
     from ..synth.baselines import NearestColourSegmenter, read_voc_split
-    from ..synth.voc import make_voc2012, voc_palette
+    from ..segmentation import voc_palette
+    from ..synth.voc import make_voc2012
     voc_dir = make_voc2012(os.path.join(root, 'voc'), seed=41, num_train=24, num_val=16,
                            scale=0.5)
     tx, ty = read_voc_split(voc_dir, True)
@@ -114,9 +115,9 @@ def dogs(rep, root):
     rep.metric('dog_chance', 1 / q)
 
 
-def run(ctx):
+def run(run):
     import tempfile
-    rep = ctx.report
+    rep = run.report
     with tempfile.TemporaryDirectory() as root:
         for f in (bananas, cifar, voc, hotdog, dogs):
             f(rep, root)

@@ -196,11 +196,9 @@ class ColourBoxBaseline:
 def detection_arrays(data_iter):
     """Every example of a detection iterator (``ImageDetIter`` or ``(X, Y)`` batches):
     ``(images (N, H, W, 3) float32, labels (N, m, 5))``, a last batch's padding dropped."""
-    from ..ssd import batches
+    from ..train import batches
     xs, ys = [], []
-    if hasattr(data_iter, 'reset'):
-        data_iter.reset()
-    for X, Y in batches(data_iter):
+    for X, Y, *_ in batches(data_iter):  # masks, if any, are not needed
         xs.append(to_hwc(X))
         ys.append(Y.asnumpy())
     m = max(y.shape[1] for y in ys)
