@@ -7,6 +7,8 @@ import threading
 import mxnet as mx
 from mxnet.base import _LIB, check_call
 
+__all__ = ['leave_promptly']
+
 
 def leave_promptly(kv):
     """Install this module's exit handling for the process's dist kvstore ``kv``."""

@@ -13,7 +13,7 @@ _GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), '_guard.py')
 _CHUNK = 1 << 16
 
 
-class _Output:
+class Output:
     """The launcher's output, shared by the pump threads; remembers a closed reader
     (``| head``) instead of dying on it, so the processes' pipes are still drained."""
 
@@ -42,7 +42,7 @@ def _silence(out):
         pass
 
 
-class _Proc:
+class Proc:
     """One launched process: its label, Popen and the thread streaming its output.
 
     On Linux the process runs under :mod:`d2lcv.dist._guard`, which owns everything the command
@@ -112,7 +112,7 @@ def _write(out, data):
         out.flush()
 
 
-def _kill_all(procs, grace=4.0):
+def kill_all(procs, grace=4.0):
     """SIGTERM every live process group (each guard then stops its whole tree within
     ``_guard.GRACE`` s), then SIGKILL what is left after ``grace`` s, found by walking
     ``/proc`` below each process (not only its group)."""

@@ -11,6 +11,9 @@ import mxnet as mx
 
 from ._exit import leave_promptly
 
+__all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers', 'trainer_kvstore',
+           'step_workers', 'lead_only_dir']
+
 # MXNet's dist kvstore is a process-wide singleton (ps-lite): create it once per process
 _DIST = {}
 

@@ -39,9 +39,10 @@ import sys
 import threading
 import time
 
-from ._procs import _Output, _Proc, _kill_all
+from ._procs import Output, Proc, kill_all
 
-__all__ = ['launch', 'main', 'free_ports', 'LaunchError']
+__all__ = ['launch', 'main', 'free_ports', 'LaunchError', 'read_hosts', 'check_timeout',
+           'build_parser', 'run_args', 'LOCAL_HOSTS', 'TIMEOUT_EXIT']
 
 LOCAL_HOSTS = ('127.0.0.1', 'localhost', '::1')
 # A worker's exit code after a timeout: as timeout(1)
@@ -164,7 +165,7 @@ def launch(num_workers, num_servers, command, hosts=None, timeout=3600.0, env=No
             job.say(f'{e}; stopping the others')
             return 127
         finally:
-            _kill_all(job.procs)
+            kill_all(job.procs)
 
 
 def _check_job(num_workers, num_servers, command, hosts):
@@ -214,7 +215,7 @@ class _Job:
         self.base.update({'DMLC_PS_ROOT_URI': '127.0.0.1',
                           'DMLC_PS_ROOT_PORT': str(self.root_port),
                           'DMLC_NODE_HOST': '127.0.0.1'})
-        self.output = _Output(out)
+        self.output = Output(out)
         self.procs = []
 
     def say(self, msg):
@@ -239,7 +240,7 @@ class _Job:
         try:
             if exe is None:  # the guard would start; say it here, with the name
                 raise FileNotFoundError(f'{argv[0]!r} is not an executable file or on PATH')
-            self.procs.append(_Proc(role, rank, argv, e, self.output))
+            self.procs.append(Proc(role, rank, argv, e, self.output))
         except OSError as err:
             raise _StartError(f'cannot start {role} {rank} ({argv[0]!r}): {err}') from err
 

@@ -4,6 +4,8 @@ import mxnet as mx
 
 from .kvstore import is_distributed, trainer_kvstore
 
+__all__ = ['keep_param_mults', 'broadcast_params', 'broadcast_block', 'BROADCAST_KEY_BASE']
+
 
 def keep_param_mults(trainer):
     """Make ``trainer``'s per-parameter ``lr_mult`` / ``wd_mult`` survive a dist kvstore.

@@ -3,6 +3,8 @@ from mxnet import gluon
 
 from .kvstore import is_distributed, kv_num_workers, kv_rank
 
+__all__ = ['shard_indices', 'ShardedDataset', 'shard_dataset', 'shard_loader']
+
 
 def shard_indices(n, num_parts, part_index):
     """Indices of shard ``part_index`` of ``n`` examples split into ``num_parts`` equal shards.

@@ -10,7 +10,8 @@ from ..imagerec import augment_spec, fast_loader, tag
 from .reorg import SPLITS, KaggleDataError
 
 __all__ = ['transform_train_cifar10', 'transform_test_cifar10', 'transform_train_dog',
-           'transform_test_dog', 'read_image_folders', 'subsample', 'kaggle_loaders']
+           'transform_test_dog', 'read_image_folders', 'subsample', 'kaggle_loaders',
+           'CIFAR10_MEAN', 'CIFAR10_STD', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
 # the chapter's normalisations: CIFAR-10 channel statistics, and ImageNet's for the dogs
 CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2023, 0.1994, 0.2010]

@@ -21,8 +21,8 @@ from .._util import progress_bar
 from ..fsutil import clean_stale, name_lock, temp_dir
 from ..hub import mkdir_if_not_exist
 
-__all__ = ['KaggleDataError', 'SPLITS', 'read_csv_labels', 'copyfile', 'reorg_train_valid',
-           'reorg_test', 'reorg_cifar10_data', 'reorg_dog_data']
+__all__ = ['KaggleDataError', 'SPLITS', 'LabelTable', 'read_csv_labels', 'copyfile',
+           'reorg_train_valid', 'reorg_test', 'reorg_cifar10_data', 'reorg_dog_data']
 
 #: The folders :func:`reorg_train_valid` and :func:`reorg_test` make under ``train_valid_test``.
 SPLITS = ('train', 'valid', 'train_valid', 'test')

@@ -7,7 +7,7 @@ import numpy as onp
 from mxnet import npx
 
 from ..devices import resolve_devices
-from .reorg import KaggleDataError, _stem
+from .reorg import KaggleDataError
 
 __all__ = ['image_ids', 'predict_labels', 'predict_probs', 'write_cifar10_submission',
            'write_dog_submission', 'check_submission']
@@ -19,7 +19,7 @@ def image_ids(test_ds):
     ``ImageFolderDataset`` sorts file names as strings, so for the competition's ``1.png`` ...
     ``N.png`` this is the chapter's ``sorted(range(1, N + 1), key=str)``.
     """
-    return [_stem(os.path.basename(path)) for path, _ in test_ds.items]
+    return [os.path.splitext(os.path.basename(path))[0] for path, _ in test_ds.items]
 
 
 def predict_labels(net, test_iter, devices=None):
