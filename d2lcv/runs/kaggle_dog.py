@@ -69,7 +69,7 @@ def run(run):
         rep.metric(key, v[key])
     rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
     rep.metric('chance_acc', 1 / len(out['synsets']))
-    if ctx.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+    if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
         report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     rep.metric('submission_rows', out.get('submission_rows'))
     feats = ('a small conv net with RANDOM-INITIALISED weights (no ImageNet weights offline), '
