@@ -4,6 +4,8 @@ import os
 from .. import hub, kaggle
 from . import flag, fraction, nonneg_float, pos_float, pos_int, text
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'kaggle-dog'
 SECTION = '13.14'
 TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
