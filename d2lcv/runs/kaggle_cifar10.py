@@ -5,6 +5,8 @@ from .. import hub, kaggle
 from . import (flag, fraction, nonneg_float, pos_float, pos_int,
                report_kaggle_baseline, text)
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'kaggle-cifar10'
 SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'

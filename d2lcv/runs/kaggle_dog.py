@@ -5,6 +5,8 @@ from .. import hub, kaggle
 from . import (flag, fraction, nonneg_float, pos_float, pos_int,
                report_kaggle_baseline, text)
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'kaggle-dog'
 SECTION = '13.14'
 TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
