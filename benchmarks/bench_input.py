@@ -51,12 +51,13 @@ from d2lcv import finetune, imagerec, kaggle  # noqa: E402
 
 def datasets(root, num_hotdog, sides, fmt):
     """The two twins' training folders as ``ImageFolderDataset``s."""
-    hot = d2lcv.synth_twin('hotdog', root=os.path.join(root, f'hotdog-{sides[0]}-{sides[1]}-{fmt}'),
-                           num_train=num_hotdog, num_test=1, min_size=sides[0],
-                           max_size=sides[1], fmt=fmt)
+    hot = d2lcv.hub.synth_twin('hotdog', root=os.path.join(root, f'hotdog-{sides[0]}-'
+                                                           f'{sides[1]}-{fmt}'),
+                               num_train=num_hotdog, num_test=1, min_size=sides[0],
+                               max_size=sides[1], fmt=fmt)
     hot = os.path.join(hot, 'hotdog') if os.path.isdir(os.path.join(hot, 'hotdog')) else hot
     train_hot, _ = finetune.hotdog_datasets(hot)
-    cifar = d2lcv.synth_twin('cifar10_tiny', root=os.path.join(root, 'cifar'))
+    cifar = d2lcv.hub.synth_twin('cifar10_tiny', root=os.path.join(root, 'cifar'))
     for sub in ('', 'kaggle_cifar10_tiny'):
         if os.path.exists(os.path.join(cifar, sub, 'trainLabels.csv')):
             cifar = os.path.join(cifar, sub)

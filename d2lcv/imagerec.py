@@ -71,8 +71,11 @@ import threading
 
 import numpy as onp
 
+from ._util import progress_bar
+
 __all__ = ['pack_images', 'RecordLoader', 'augment_spec', 'pack_side', 'normalize',
-           'use_fast_input', 'fast_input', 'fast_loader', 'tag', 'ImagePackError']
+           'use_fast_input', 'fast_input', 'fast_loader', 'tag', 'ImagePackError',
+           'default_cache_dir', 'fingerprint', 'pack_order']
 
 _FAST = None          # None: $D2LCV_FAST_INPUT decides
 
@@ -232,8 +235,8 @@ def pack_images(dataset, cache_dir=None, progress=False, resize=None, quality=90
     tmp = f'{base}.tmp{os.getpid()}'
     writer = mx.recordio.MXIndexedRecordIO(tmp + '.idx', tmp + '.rec', 'w')
     try:
-        bar = _progress(pack_order(len(items)), f'packing {os.path.basename(root)}',
-                        progress)
+        bar = progress_bar(pack_order(len(items)), desc=f'packing {os.path.basename(root)}',
+                           enabled=progress)
         for j, i in enumerate(bar):
             path, label = items[i]
             try:
@@ -258,13 +261,6 @@ def pack_images(dataset, cache_dir=None, progress=False, resize=None, quality=90
             if os.path.exists(tmp + ext):
                 os.remove(tmp + ext)
     return rec, idx
-
-
-def _progress(items, desc, enabled):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-    return tqdm(items, desc=desc, leave=False)
 
 
 # ----------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ def bananas_gate(root_dir, budget=SSD_BUDGET):
     from d2lcv.bananas import load_data_bananas
     from d2lcv.synth.baselines import bananas_baseline
     b = budget
-    root = d2l.synth_twin('bananas', root=os.path.join(root_dir, 'bananas'),
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(root_dir, 'bananas'),
                           num_train=b['num_train'], num_val=b['num_val'], edge=b['edge'])
     _seed()
     train_iter, val_iter = load_data_bananas(b['batch_size'], b['edge'], data_dir=root)
@@ -90,7 +90,7 @@ def cifar_gate(root_dir, budget=CIFAR_BUDGET):
     from d2lcv import augment
     from d2lcv.synth.baselines import cifar_baseline
     b = budget
-    root = d2l.synth_twin('cifar10', root=os.path.join(root_dir, 'cifar'),
+    root = d2l.hub.synth_twin('cifar10', root=os.path.join(root_dir, 'cifar'),
                           num_train=b['num_train'], num_test=b['num_test'])
     _seed()
     net = small_cnn()

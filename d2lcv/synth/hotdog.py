@@ -115,16 +115,7 @@ def draw_foods(kind, n, height, width, rng, background='plate'):
     """
     if background == 'photo':
         return _draw_photo_foods(kind, n, height, width, rng)
-    s = min(height, width) / 2
-    yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
-    y = ((yy - height / 2 + 0.5) / s)[None]
-    x = ((xx - width / 2 + 0.5) / s)[None]
-    cy, cx = rng.uniform(-0.2, 0.2, (2, n, 1, 1))
-    scale = rng.uniform(0.7, 1.1, (n, 1, 1))
-    theta = rng.uniform(0, onp.pi, (n, 1, 1))
-    dx, dy = x - cx, y - cy
-    u = (dx * onp.cos(theta) + dy * onp.sin(theta)) / scale
-    v = (-dx * onp.sin(theta) + dy * onp.cos(theta)) / scale
+    s, x, y, cx, cy, scale, u, v = _food_frame(n, height, width, rng, onp.pi)
     if background == 'plate':
         table = _jitter(rng, n, (110, 90, 70), 45)
         wood = 12 * onp.sin(y * rng.uniform(6, 20, (n, 1, 1)))[..., None]
@@ -142,18 +133,27 @@ def draw_foods(kind, n, height, width, rng, background='plate'):
     return onp.clip(img, 0, 255).astype(onp.uint8)
 
 
-def _draw_photo_foods(kind, n, height, width, rng):
-    """:func:`draw_foods` with photographic appearance (see there)."""
+def _food_frame(n, height, width, rng, max_turn):
+    """Each of ``n`` foods' frame: the half side ``s`` in pixels, pixel coordinates ``x, y``
+    ``(1, H, W)`` scaled to about [-1, 1], the food's centre ``cx, cy`` and size ``scale``
+    ``(n, 1, 1)`` (random), and its own axes ``u, v`` ``(n, H, W)``, turned by a random angle
+    in ``[0, max_turn)``. The random draws come in this order (the twins depend on it)."""
     s = min(height, width) / 2
     yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
     y = ((yy - height / 2 + 0.5) / s)[None]
     x = ((xx - width / 2 + 0.5) / s)[None]
     cy, cx = rng.uniform(-0.2, 0.2, (2, n, 1, 1))
     scale = rng.uniform(0.7, 1.1, (n, 1, 1))
-    theta = rng.uniform(0, 2 * onp.pi, (n, 1, 1))
+    theta = rng.uniform(0, max_turn, (n, 1, 1))
     dx, dy = x - cx, y - cy
     u = (dx * onp.cos(theta) + dy * onp.sin(theta)) / scale
     v = (-dx * onp.sin(theta) + dy * onp.cos(theta)) / scale
+    return s, x, y, cx, cy, scale, u, v
+
+
+def _draw_photo_foods(kind, n, height, width, rng):
+    """:func:`draw_foods` with photographic appearance (see there)."""
+    s, _, _, _, _, _, u, v = _food_frame(n, height, width, rng, 2 * onp.pi)
     layers = _layers(kind, u, v, rng)  # the flat colours are drawn and ignored
     out = onp.empty((n, height, width, 3), onp.uint8)
     for i in range(n):  # every image has its own photos
