@@ -20,6 +20,7 @@ over detection ranks (at most ``max_dets``), since greedy matching is sequential
 """
 import numpy as onp
 
+from ._arrays import host
 from .anchors import box_iou
 
 __all__ = ['mean_average_precision', 'COCO_IOU_THRESHOLDS']
@@ -37,7 +38,7 @@ def _as_list(arrays, width, name):
         return [a for a in arrays]
     out = []
     for i, a in enumerate(arrays):
-        a = onp.asarray(a.asnumpy() if hasattr(a, 'asnumpy') else a, onp.float64)
+        a = host(a, onp.float64)
         a = a.reshape(-1, a.shape[-1] if a.size else width)
         if a.shape[1] < width:
             raise ValueError(f'{name}[{i}] must have rows of {width} values, got {a.shape}')

@@ -23,6 +23,7 @@ import numpy as onp
 from mxnet import gluon, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
 from .devices import resolve_devices
 from .dist import create_kvstore
 from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
@@ -229,7 +230,7 @@ def predict_whole(img, net, tile=(320, 480), devices=None, batch_size=8,
     ``(H, W)`` (and the averaged scores ``(C, H, W)`` with ``return_scores``).
     """
     ctx = _first_device(net, devices)
-    img = img.asnumpy() if hasattr(img, 'asnumpy') else onp.asarray(img)
+    img = host(img, None)
     H, W = img.shape[:2]
     if H == 0 or W == 0:
         raise ValueError(f'predict_whole: empty image of shape {img.shape}')

@@ -24,6 +24,7 @@ import random
 import numpy as onp
 from mxnet import gluon, np
 
+from ._arrays import host
 from .hub import download_extract
 from .train import get_dataloader_workers
 
@@ -215,7 +216,7 @@ class ColormapTable:
         return len(self.keys)
 
     def __getitem__(self, idx):
-        idx = onp.asarray(idx.asnumpy() if hasattr(idx, 'asnumpy') else idx, onp.int64)
+        idx = host(idx, onp.int64)
         pos = onp.clip(onp.searchsorted(self.keys, idx), 0, len(self.keys) - 1)
         found = self.keys[pos] == idx
         return onp.where(found, self.labels[pos], onp.float32(self.missing)).astype(
@@ -361,9 +362,8 @@ def segmentation_confusion(pred, label, num_classes=21, ignore_label=IGNORE_LABE
     NumPy or ``mxnet.np``. Pixels labelled ``ignore_label`` are skipped; a label or
     prediction outside ``[0, num_classes)`` otherwise raises.
     """
-    pred = onp.asarray(pred.asnumpy() if hasattr(pred, 'asnumpy') else pred).astype(onp.int64)
-    label = onp.asarray(label.asnumpy() if hasattr(label, 'asnumpy') else label).astype(
-        onp.int64)
+    pred = host(pred, None).astype(onp.int64)
+    label = host(label, None).astype(onp.int64)
     if pred.shape != label.shape:
         raise ValueError(f'pred {pred.shape} and label {label.shape} shapes differ')
     keep = label != ignore_label

@@ -26,6 +26,7 @@ import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
 from ._util import initialized
 from .bbox import show_bboxes
 from .devices import resolve_devices, split_batch
@@ -467,7 +468,7 @@ def display(img, output, threshold, ax=None):
     else:
         ax.imshow(img.asnumpy() if hasattr(img, 'asnumpy') else img)
     h, w = img.shape[0:2]
-    out = output.asnumpy() if hasattr(output, 'asnumpy') else onp.asarray(output)
+    out = host(output, None)
     for row in out:
         score = float(row[1])
         if score < threshold:

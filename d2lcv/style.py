@@ -22,6 +22,7 @@ import numpy as onp
 from mxnet import autograd, gluon, image, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
 from .plot import Animator
 
 __all__ = ['RGB_MEAN', 'RGB_STD', 'STYLE_LAYERS', 'CONTENT_LAYERS', 'CONTENT_WEIGHT',
@@ -457,7 +458,7 @@ def second_network_losses(composite, content_img, style_img, net=None, image_sha
             net = style_net(load_vgg19(device, 'random', seed=0)[0])
     h, w = composite.shape[:2]
     image_shape = image_shape or (w, h)
-    comp = composite.asnumpy() if hasattr(composite, 'asnumpy') else onp.asarray(composite)
+    comp = host(composite, None)
     comp = np.array((onp.clip(comp, 0, 1) * 255).round().astype(onp.uint8))
     layout_layers = list(layout_layers)
     feats = {}

@@ -22,7 +22,7 @@ import typing
 
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
-           'choice', 'size2', 'report_kaggle_baseline']
+           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline']
 
 
 class OptionError(ValueError):

@@ -12,6 +12,9 @@ from .. import anchors as A
 from ..bbox import read_image, show_bboxes
 from ..plot import plt, set_figsize
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'GROUND_TRUTH', 'LABEL_ANCHORS', 'NMS_ANCHORS',
+           'NMS_PROBS', 'run']
+
 NAME = 'anchors'
 SECTION = '13.4'
 TITLE = 'Anchor boxes'

@@ -7,6 +7,8 @@ from ..models import resnet18
 from ..plot import show_images
 from . import pos_int
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'augment'
 SECTION = '13.1'
 TITLE = 'Image augmentation'

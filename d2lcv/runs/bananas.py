@@ -3,6 +3,8 @@ import os
 
 from . import pos_int
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'bananas'
 SECTION = '13.6'
 TITLE = 'The Object Detection Dataset (bananas)'

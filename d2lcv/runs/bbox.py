@@ -2,6 +2,8 @@
 from .. import bbox
 from ..plot import plt, set_figsize
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'bbox'
 SECTION = '13.3'
 TITLE = 'Object detection and bounding boxes'

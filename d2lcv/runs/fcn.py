@@ -18,6 +18,8 @@ import os
 
 from . import choice, flag, pos_float, pos_int, size2
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'fcn'
 SECTION = '13.11'
 TITLE = 'Fully convolutional networks (FCN)'

@@ -17,6 +17,8 @@ from ..models import get_pretrained
 from ..plot import plt, show_images
 from . import choice, nonneg_int, pos_int, text
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'finetune'
 SECTION = '13.2'
 TITLE = 'Fine-tuning'

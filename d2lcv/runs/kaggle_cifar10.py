@@ -5,6 +5,8 @@ from .. import hub, kaggle
 from . import (flag, fraction, nonneg_float, pos_float, pos_int,
                report_kaggle_baseline, text)
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'kaggle-cifar10'
 SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'
@@ -66,7 +68,7 @@ def run(run):
     for key in ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'):
         rep.metric(key, v[key])
     rep.metric('chance_acc', 1 / len(out['synsets']))
-    if ctx.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+    if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
         report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     if 'final' in out:
         rep.metric('refit_train_loss', out['final']['train_loss'])

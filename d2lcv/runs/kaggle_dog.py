@@ -5,6 +5,8 @@ from .. import hub, kaggle
 from . import (flag, fraction, nonneg_float, pos_float, pos_int,
                report_kaggle_baseline, text)
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'kaggle-dog'
 SECTION = '13.14'
 TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
@@ -69,7 +71,7 @@ def run(run):
         rep.metric(key, v[key])
     rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
     rep.metric('chance_acc', 1 / len(out['synsets']))
-    if ctx.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+    if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
         report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     rep.metric('submission_rows', out.get('submission_rows'))
     feats = ('a small conv net with RANDOM-INITIALISED weights (no ImageNet weights offline), '

@@ -1,6 +1,8 @@
 """``d2lcv run multiscale``: section 13.5, anchors of 4x4, 2x2 and 1x1 feature maps."""
 from .. import anchors as A
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'multiscale'
 SECTION = '13.5'
 TITLE = 'Multiscale object detection'

@@ -17,6 +17,8 @@ from ..plot import plt
 from ..train import batches
 from . import choice, pos_float, pos_int
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run', 'train']
+
 NAME = 'rcnn'
 SECTION = '13.8'
 TITLE = 'Region-based CNNs (R-CNNs)'

@@ -12,6 +12,8 @@ import time
 
 from . import choice, pos_float, pos_int
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'ssd'
 SECTION = '13.7'
 TITLE = 'Single Shot Multibox Detection (SSD)'

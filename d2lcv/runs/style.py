@@ -15,6 +15,8 @@ from ..hub import img_path
 from ..plot import plt
 from . import choice, flag, pos_float, pos_int, size2, text
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'style'
 SECTION = '13.12'
 TITLE = 'Neural style transfer'

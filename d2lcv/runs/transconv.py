@@ -6,6 +6,8 @@ upsamples an image by 2 with a bilinear-initialised transposed convolution.
 """
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'transconv'
 SECTION = '13.10'
 TITLE = 'Transposed convolution'

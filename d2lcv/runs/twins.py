@@ -12,6 +12,8 @@ import os
 
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'bananas', 'cifar', 'voc', 'hotdog', 'dogs', 'run']
+
 NAME = 'twins'
 SECTION = '13.99'  # not a chapter section: after 13.14, in every 'run all'
 TITLE = 'The synthetic twins and their trivial baselines'

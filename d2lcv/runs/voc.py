@@ -9,6 +9,8 @@ import os
 
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'voc'
 SECTION = '13.9'
 TITLE = 'Semantic segmentation and the Pascal VOC2012 data set'
