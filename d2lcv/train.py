@@ -473,24 +473,10 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
     names = list(curves) + [k for k in eval_curves if evaluate is not None]
     labels = {**curves, **eval_curves}
     own_animator = animator is None
-    if own_animator:
-        kw = dict(dict(xlabel='epoch', xlim=[0, epochs]), **(animator_kw or {}))
-        animator = Animator(legend=[labels[k] for k in names],
-                            save_path=save_path if lead else None, **kw)
-    elif not lead and hasattr(animator, 'save_path'):
-        animator.save_path = None
-    ckpt = _Checkpoint(checkpoint) if checkpoint else None
-    if ckpt is not None and lead:
-        ckpt.check_writable()  # now, not after the first epoch's work
-    start_epoch, seconds, examples, result, points, log = 0, 0.0, 0, {}, [], []
-    if ckpt is not None and ckpt.exists():
-        state = ckpt.load(net, trainer, devices, states=not distributed)
-        start_epoch, seconds, examples = state['epoch'], state['train_seconds'], state['examples']
-        result, points, log = state['result'], state['points'], state.get('log', [])
-        for x, ys in points:
-            animator.add(x, ys)
-        if verbose:
-            print(f'resuming from {checkpoint} after epoch {start_epoch}')
+    animator = _lead_animator(animator, [labels[k] for k in names], epochs, animator_kw,
+                              save_path, lead)
+    ckpt, (start_epoch, seconds, examples, result, points, log) = _resume(
+        checkpoint, net, trainer, devices, distributed, lead, animator, verbose)
     if lr_schedule is not None:
         _install_schedule(trainer, lr_schedule, num_batches, start_epoch, epochs, kv)
     report_every = max(1, (num_batches or reports_per_epoch) // reports_per_epoch)
@@ -540,6 +526,35 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
     if verbose and log:
         _print_summary(summary(result) if summary else [], result, devices, kv, per_worker)
     return result
+
+
+def _lead_animator(animator, legend, epochs, animator_kw, save_path, lead):
+    """The caller's Animator, or a new one; only rank 0's writes a PNG."""
+    if animator is None:
+        kw = dict(dict(xlabel='epoch', xlim=[0, epochs]), **(animator_kw or {}))
+        return Animator(legend=legend, save_path=save_path if lead else None, **kw)
+    if not lead and hasattr(animator, 'save_path'):
+        animator.save_path = None
+    return animator
+
+
+def _resume(checkpoint, net, trainer, devices, distributed, lead, animator, verbose):
+    """``(checkpoint or None, (start_epoch, seconds, examples, result, points, log))``: a
+    fresh start, or the saved progress of ``checkpoint`` (loaded into ``net`` and
+    ``trainer``, its points replayed into ``animator``)."""
+    ckpt = _Checkpoint(checkpoint) if checkpoint else None
+    if ckpt is not None and lead:
+        ckpt.check_writable()  # now, not after the first epoch's work
+    if ckpt is None or not ckpt.exists():
+        return ckpt, (0, 0.0, 0, {}, [], [])
+    # with the optimizer on a dist kvstore's servers the state was not saved
+    state = ckpt.load(net, trainer, devices, states=not distributed)
+    for x, ys in state['points']:
+        animator.add(x, ys)
+    if verbose:
+        print(f'resuming from {checkpoint} after epoch {state["epoch"]}')
+    return ckpt, (state['epoch'], state['train_seconds'], state['examples'], state['result'],
+                  state['points'], state.get('log', []))
 
 
 def _run_epoch(data, step, trainer, metrics, epoch, num_batches, max_batches, report_every,
