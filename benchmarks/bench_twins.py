@@ -58,7 +58,7 @@ def bench_bananas(args):
     edge, n_train, epochs = 64, args.bananas_train, args.bananas_epochs
     if args.quick:
         n_train, epochs = 200, 2
-    root = d2l.synth_twin('bananas', root=_bench_root(f'bananas-{edge}-{n_train}'),
+    root = d2l.hub.synth_twin('bananas', root=_bench_root(f'bananas-{edge}-{n_train}'),
                           num_train=n_train, num_val=200, edge=edge)
     train_iter, val_iter = load_data_bananas(32, edge, data_dir=root)
     tik = time.time()
@@ -101,7 +101,7 @@ def bench_cifar10(args):
     n_train, epochs = args.cifar_train, args.cifar_epochs
     if args.quick:
         n_train, epochs = 200, 1
-    root = d2l.synth_twin('cifar10', root=_bench_root(f'cifar10-{n_train}'), num_train=n_train,
+    root = d2l.hub.synth_twin('cifar10', root=_bench_root(f'cifar10-{n_train}'), num_train=n_train,
                           num_test=1000)
     base = baselines.cifar_baseline(root)
     print(f'[cifar10] baseline accuracy {base:.3f}', flush=True)
@@ -134,9 +134,9 @@ def bench_voc2012(args):
     if args.quick:
         n_train, epochs = 16, 1
     twin = {} if args.voc_twin == 'default' else VOC_TWINS[args.voc_twin]
-    voc_dir = d2l.synth_twin('voc2012', root=_bench_root(f'voc-{n_train}-{scale:g}-'
-                                                         f'{args.voc_twin}'),
-                             num_train=n_train, num_val=32, scale=scale, **twin)
+    voc_dir = d2l.hub.synth_twin('voc2012', root=_bench_root(f'voc-{n_train}-{scale:g}-'
+                                                             f'{args.voc_twin}'),
+                                 num_train=n_train, num_val=32, scale=scale, **twin)
     tx, ty = baselines.read_voc_split(voc_dir, True)
     vx, vy = baselines.read_voc_split(voc_dir, False)
     pred = baselines.NearestColourSegmenter().fit(tx, ty).predict(vx)
@@ -193,7 +193,7 @@ def bench_hotdog(args):
     n, epochs = args.hotdog_train, args.hotdog_epochs
     if args.quick:
         n, epochs = 20, 1
-    d = d2l.synth_twin('hotdog', root=_bench_root(f'hotdog-{n}'), num_train=n, num_test=200)
+    d = d2l.hub.synth_twin('hotdog', root=_bench_root(f'hotdog-{n}'), num_train=n, num_test=200)
     tx, ty, _ = baselines.read_image_folder(os.path.join(d, "train"))
     vx, vy, _ = baselines.read_image_folder(os.path.join(d, "test"))
     base = baselines.HistogramNN().fit(tx, ty).score(vx, vy)

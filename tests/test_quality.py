@@ -18,7 +18,7 @@ and that a regression misses.
 * FCN on the VOC twin (13.9-13.11, ImageNet EfficientNet-Lite0), floor 0.22 on the mean IoU
   over the classes in the labels: working code 0.293 (the book's mIoU, which also counts
   stray pixels of absent classes, 0.088); random-init backbone 0.151 (fails); training labels
-  shifted by one class 0.007 (fails); learning rate 0: see docs/twins.md. Not caught:
+  shifted by one class 0.007 (fails); learning rate 0 0.030 (fails). Not caught:
   BGR into the RGB ImageNet backbone in training and prediction alike (0.306) -- the
   fine-tuned backbone adapts to the swapped channels within the budget.
 
@@ -70,7 +70,7 @@ def bananas_gate(root_dir, budget=SSD_BUDGET):
     from d2lcv.bananas import load_data_bananas
     from d2lcv.synth.baselines import bananas_baseline
     b = budget
-    root = d2l.synth_twin('bananas', root=os.path.join(root_dir, 'bananas'),
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(root_dir, 'bananas'),
                           num_train=b['num_train'], num_val=b['num_val'], edge=b['edge'])
     _seed()
     train_iter, val_iter = load_data_bananas(b['batch_size'], b['edge'], data_dir=root)
@@ -106,7 +106,7 @@ def cifar_gate(root_dir, budget=CIFAR_BUDGET):
     from d2lcv import augment
     from d2lcv.synth.baselines import cifar_baseline
     b = budget
-    root = d2l.synth_twin('cifar10', root=os.path.join(root_dir, 'cifar'),
+    root = d2l.hub.synth_twin('cifar10', root=os.path.join(root_dir, 'cifar'),
                           num_train=b['num_train'], num_test=b['num_test'])
     _seed()
     net = small_cnn()
@@ -128,9 +128,9 @@ def voc_gate(root_dir, budget=VOC_BUDGET, pretrained=True):
     from d2lcv.segmentation import load_data_voc
     from d2lcv.synth.baselines import voc_baseline
     b = budget
-    voc_dir = d2l.synth_twin('voc2012', root=os.path.join(root_dir, 'voc'),
-                             num_train=b['num_train'], num_val=b['num_val'], scale=b['scale'],
-                             **b['twin'])
+    voc_dir = d2l.hub.synth_twin('voc2012', root=os.path.join(root_dir, 'voc'),
+                                 num_train=b['num_train'], num_val=b['num_val'],
+                                 scale=b['scale'], **b['twin'])
     _seed()
     random.seed(0)  # voc_rand_crop draws its crops from Python's random
     train_iter, _ = load_data_voc(b['batch_size'], b['crop'], voc_dir=voc_dir, num_workers=0,

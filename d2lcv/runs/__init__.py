@@ -1,15 +1,16 @@
 """Section runs for ``d2lcv run``: one module per section, discovered automatically.
 
 A section module defines ``NAME`` (the command-line name, e.g. ``'augment'``), ``SECTION``
-(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(ctx)``, where ``ctx`` is a :class:`RunContext`.
-``run`` trains or computes on ``ctx.tiny`` data, adds figures and metrics to ``ctx.report``
-and returns nothing. ``d2lcv run all`` runs every section in chapter order.
+(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(run)``, where the argument ``run`` is a
+:class:`RunContext` (this run's report, devices, data size and options; ``ctx`` is kept for
+MXNet's device contexts). ``run`` trains or computes on ``run.tiny`` data, adds figures and
+metrics to ``run.report`` and returns nothing. ``d2lcv run all`` runs every section in chapter order.
 
 ``OPTIONS`` declares what ``--set KEY=VALUE`` may set for that section, as
 ``{key: (type, help)}`` with a type from this module (:func:`pos_int`, :func:`flag`, ...) or
 any callable ``str -> value`` raising ``ValueError``. The CLI checks every ``--set`` against
-it before any section starts, so ``ctx.options`` only ever holds declared keys, already
-converted; a section reads ``ctx.options.get(key, default)``. One name per meaning across
+it before any section starts, so ``run.options`` only ever holds declared keys, already
+converted; a section reads ``run.options.get(key, default)``. One name per meaning across
 sections: ``num_epochs``, ``batch_size``, ``lr``, ``num_train``... A section that reads an
 option must declare it (tests/test_cli.py checks the sources).
 """
@@ -21,7 +22,7 @@ import typing
 
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
-           'choice', 'size2']
+           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline']
 
 
 class OptionError(ValueError):
@@ -36,55 +37,26 @@ def _number(value, cast):
                          ) from None
 
 
-def pos_int(value):
-    """An integer >= 1 (epochs, batch sizes, image counts)."""
-    v = _number(value, int)
-    if v < 1:
-        raise ValueError(f'must be at least 1, got {v}')
-    return v
+def _ranged(cast, ok, needs, kind, doc):
+    """An option type: the value read with ``cast`` (int or float), then ``ok(value)`` checked
+    (``needs`` says what it must be in the error)."""
+    def check(value):
+        v = _number(value, cast)
+        if not ok(v):  # NaN fails every comparison, so it is refused too
+            raise ValueError(f'must be {needs}, got {v}')
+        return v
+    check.kind, check.__doc__ = kind, doc
+    return check
 
 
-pos_int.kind = 'integer >= 1'
-
-
-def nonneg_int(value):
-    v = _number(value, int)
-    if v < 0:
-        raise ValueError(f'must be >= 0, got {v}')
-    return v
-
-
-nonneg_int.kind = 'integer >= 0'
-
-
-def pos_float(value):
-    v = _number(value, float)
-    if not v > 0:
-        raise ValueError(f'must be > 0, got {v}')
-    return v
-
-
-pos_float.kind = 'number > 0'
-
-
-def nonneg_float(value):
-    v = _number(value, float)
-    if not v >= 0:
-        raise ValueError(f'must be >= 0, got {v}')
-    return v
-
-
-nonneg_float.kind = 'number >= 0'
-
-
-def fraction(value):
-    v = _number(value, float)
-    if not 0 < v < 1:
-        raise ValueError(f'must be strictly between 0 and 1, got {v}')
-    return v
-
-
-fraction.kind = 'number in (0, 1)'
+pos_int = _ranged(int, lambda v: v >= 1, 'at least 1', 'integer >= 1',
+                  'An integer >= 1 (epochs, batch sizes, image counts).')
+nonneg_int = _ranged(int, lambda v: v >= 0, '>= 0', 'integer >= 0', 'An integer >= 0.')
+pos_float = _ranged(float, lambda v: v > 0, '> 0', 'number > 0', 'A number > 0 (rates).')
+nonneg_float = _ranged(float, lambda v: v >= 0, '>= 0', 'number >= 0',
+                       'A number >= 0 (weight decay).')
+fraction = _ranged(float, lambda v: 0 < v < 1, 'strictly between 0 and 1', 'number in (0, 1)',
+                   'A number strictly between 0 and 1 (shares).')
 
 
 def flag(value):
@@ -116,7 +88,7 @@ def choice(*values):
         if value not in values:
             raise ValueError(f'must be one of {", ".join(values)}; got {value!r}')
         return value
-    cast.kind = ' | '.join(values)
+    cast.kind, cast.choices = ' | '.join(values), values
     return cast
 
 
@@ -145,6 +117,20 @@ class RunContext:
     @property
     def out_dir(self):
         return self.report.out_dir
+
+
+def report_kaggle_baseline(rep, data_dir, valid_acc):
+    """Report the twin's trivial baseline next to the model's ``valid_acc`` (issue 12):
+    colour-histogram nearest neighbour fitted on the organised ``train/`` split of
+    ``data_dir``, scored on the held-out ``valid/`` images the model is scored on."""
+    import os
+    from ..synth.baselines import image_folder_baseline
+    split = os.path.join(data_dir, 'train_valid_test')
+    base = image_folder_baseline(os.path.join(split, 'train'), os.path.join(split, 'valid'))
+    rep.metric('baseline_valid_acc', round(base, 4))
+    rep.note(f'Trivial baseline (colour-histogram nearest neighbour, fitted on train/, scored '
+             f'on valid/): valid accuracy {base:.3f} against the model\'s {valid_acc:.3f}.')
+    return base
 
 
 def _section_key(mod):

@@ -19,10 +19,11 @@ import os
 import numpy as onp
 
 from ..hub import register_twin
+from ..segmentation import voc_palette
 from . import photos
 from .cifar import shape_field
 
-__all__ = ['voc_palette', 'TWIN_CLASSES', 'make_voc2012', 'SIZES']
+__all__ = ['TWIN_CLASSES', 'make_voc2012', 'SIZES']
 
 #: VOC class index -> the shape (:func:`d2lcv.synth.cifar.shape_field`) the twin draws.
 TWIN_CLASSES = {
@@ -36,20 +37,6 @@ TWIN_CLASSES = {
 #: (height, width) of the twin's images at scale 1, cycled; VOC's own are at most 500x500.
 SIZES = [(375, 500), (500, 375), (333, 500), (360, 480), (281, 500), (400, 500),
          (352, 480), (375, 500)]
-
-
-def voc_palette():
-    """VOC's 256-entry palette ``(256, 3)`` uint8 (index 0 black, 255 = (224, 224, 192)).
-
-    The colour of index ``i`` spreads its bits over the three channels, from the high bit
-    down: bit ``3k`` goes to red bit ``7-k``, ``3k+1`` to green, ``3k+2`` to blue.
-    """
-    idx = onp.arange(256)
-    pal = onp.zeros((256, 3), dtype=onp.int64)
-    for k in range(8):  # eight bit triplets of the index (a constant loop, not over data)
-        for c in range(3):
-            pal[:, c] |= ((idx >> (3 * k + c)) & 1) << (7 - k)
-    return pal.astype(onp.uint8)
 
 
 def _draw(rng, h, w, border, num_objects=(1, 3), radius=(0.16, 0.3), occlude=True):
