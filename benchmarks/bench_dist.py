@@ -30,7 +30,7 @@ from mxnet import gluon, init  # noqa: E402
 
 import d2lcv  # noqa: E402
 from d2lcv import augment  # noqa: E402
-from d2lcv.launch import launch  # noqa: E402
+from d2lcv.dist.launch import launch  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(HERE), 'tests', 'dist_worker.py')
 

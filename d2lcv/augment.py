@@ -194,10 +194,8 @@ def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
     ``limit_test`` keep the first examples only; other keywords go to :func:`train_ch13`.
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
-    own shard of the training set, ``batch_size`` is per worker (the global batch is
-    ``batch_size * num_workers``), ``lr`` is used as given, and only rank 0 reports; see
-    :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one each worker reads its own shard of the training set
+    and the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
     if not initialized(net):

@@ -262,7 +262,7 @@ def cmd_weights(args):
 
 
 def cmd_launch(argv):
-    from . import launch
+    from .dist import launch
     return launch.main(argv)
 
 

@@ -165,14 +165,9 @@ def train_fcn(net, train_iter, test_iter, num_epochs=5, lr=0.1, wd=1e-3, devices
     returns its result dict.
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) ``train_iter`` must
-    be this worker's equal shard, with the same number of full batches on every worker:
-    build it with ``d2lcv.dist.shard_loader(VOCSegDataset(True, crop_size, voc_dir),
-    batch_size, kv)`` (``kv = d2lcv.dist.create_kvstore('dist_sync')``, passed here too).
-    The batch size is then per worker (the global batch is ``batch_size * num_workers``),
-    ``lr`` is used as given (each step is the mean gradient over the global batch; with
-    plain SGD the linear-scaling rule would multiply it by ``num_workers``), and only rank
-    0 evaluates ``test_iter`` and reports; see :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one ``train_iter`` is this worker's shard
+    (``d2lcv.dist.shard_loader(VOCSegDataset(True, crop_size, voc_dir), batch_size, kv)``)
+    and the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
     loss = SegmentationLoss()

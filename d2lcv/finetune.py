@@ -243,13 +243,8 @@ def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=
     ``test_acc``, ``examples_per_sec``...).
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
-    own equal shard of ``train_imgs`` (:func:`d2lcv.dist.shard_loader`), ``batch_size`` is
-    per worker (the global batch is ``batch_size * num_workers``), ``learning_rate`` is used
-    as given (each step is the mean gradient over the global batch; with this plain SGD the
-    linear-scaling rule would multiply it by ``num_workers`` -- your choice), the output
-    layer's ``lr_mult`` still applies on the servers, and only rank 0 evaluates and
-    reports; see :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one each worker reads its own shard of ``train_imgs`` and
+    the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
     if train_imgs is None or test_imgs is None:

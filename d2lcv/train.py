@@ -457,10 +457,10 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
     num_batches = _num_batches(train_iter)
     if max_batches:
         num_batches = min(num_batches or max_batches, max_batches)
+    kv, distributed = _check_kvstore(trainer, kvstore)
     if num_batches == 0:
         raise ValueError('train_iter yields no batch (is the data set smaller than the '
                          'batch size with last_batch="discard"?)')
-    kv, distributed = _check_kvstore(trainer, kvstore)
     rank, workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
     # as MXNet's Module: only a synchronous step sums the gradients of all workers
     sum_workers = dist.step_workers(kv)
@@ -500,31 +500,14 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         animator.add(x, ys)
         points.append((x, ys))
 
-    batch_size = None
+    check = _BatchCheck() if distributed else None
     for epoch in range(start_epoch, epochs):
-        sums, epoch_examples, read_at = None, 0, None
         bar = _progress_bar(total=num_batches, desc=f'epoch {epoch + 1}/{epochs}',
                             enabled=progress)
         tik = time.time()
-        for i, batch in enumerate(batches(train_iter)):
-            if max_batches and i >= max_batches:
-                break
-            n = batch[0].shape[0]
-            if distributed:
-                batch_size = _check_batch(batch_size, n, epoch, i)
-            out = step(batch, step_trainer)
-            sums = list(out) if sums is None else [a + b for a, b in zip(sums, out)]
-            epoch_examples += n
-            bar.update(1)
-            if (i + 1) % report_every == 0 or i + 1 == num_batches:
-                # reading the sums waits for the device: five times an epoch, not every batch
-                figures, read_at = _floats(metrics(sums)), i
-                plot(epoch + (i + 1) / (num_batches or i + 1), figures)
-                bar.set_postfix({k: f'{figures[k]:.3g}' for k in curves})
-        if sums is None:
-            raise ValueError(f'train_iter yielded no batch in epoch {epoch + 1}')
-        if read_at != i:  # the length was unknown: the epoch's end is a read of its own
-            figures = _floats(metrics(sums))
+        figures, epoch_examples = _run_epoch(
+            batches(train_iter), step, step_trainer, metrics, epoch, num_batches, max_batches,
+            report_every, check, bar, plot)
         seconds += time.time() - tik
         examples += epoch_examples
         bar.close()
@@ -555,13 +538,54 @@ def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=Non
         result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
                       num_workers=workers)
     if verbose and log:
-        for line in (summary(result) if summary else []):
-            print(line)
-        where = str(devices)
-        if distributed:
-            where += f' x {workers} workers ({kv.type}; {per_worker:.1f} per worker)'
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on {where}')
+        _print_summary(summary(result) if summary else [], result, devices, kv, per_worker)
     return result
+
+
+def _run_epoch(data, step, trainer, metrics, epoch, num_batches, max_batches, report_every,
+               check, bar, plot):
+    """One epoch of ``fit``: ``(figures, examples)``. The running sums stay on the device;
+    ``metrics`` reads them every ``report_every`` batches and at the epoch's end."""
+    sums, examples, read_at, i = None, 0, None, -1
+    for i, batch in enumerate(data):
+        if max_batches and i >= max_batches:
+            break
+        n = batch[0].shape[0]
+        if check is not None:
+            check(n, epoch, i)
+        out = step(batch, trainer)
+        sums = list(out) if sums is None else [a + b for a, b in zip(sums, out)]
+        examples += n
+        bar.update(1)
+        if (i + 1) % report_every == 0 or i + 1 == num_batches:
+            # reading the sums waits for the device: five times an epoch, not every batch
+            figures, read_at = _floats(metrics(sums)), i
+            plot(epoch + (i + 1) / (num_batches or i + 1), figures)
+            bar.set_postfix({k: f'{v:.3g}' for k, v in figures.items()})
+    if sums is None:
+        raise ValueError(f'train_iter yielded no batch in epoch {epoch + 1}')
+    if read_at != min(i, (max_batches or i + 1) - 1):  # length unknown: read at the end
+        figures = _floats(metrics(sums))
+    return figures, examples
+
+
+class _BatchCheck:
+    """With a dist kvstore every step must have the first step's batch size."""
+
+    def __init__(self):
+        self.first = None
+
+    def __call__(self, n, epoch, i):
+        self.first = _check_batch(self.first, n, epoch, i)
+
+
+def _print_summary(lines, result, devices, kv, per_worker):
+    for line in lines:
+        print(line)
+    where = str(devices)
+    if 'num_workers' in result:
+        where += f' x {result["num_workers"]} workers ({kv.type}; {per_worker:.1f} per worker)'
+    print(f'{result["examples_per_sec"]:.1f} examples/sec on {where}')
 
 
 def _floats(figures):

@@ -1,6 +1,6 @@
 """The engine's distributed path, numerically (tests/test_train_dist.py).
 
-    python dist_fit_worker.py OUT_DIR BATCH     (under d2lcv.launch, a dist_sync worker)
+    python dist_fit_worker.py OUT_DIR BATCH     (under d2lcv.dist.launch, a dist_sync worker)
 
 Trains :func:`net` through ``d2lcv.train.fit`` with plain SGD and a step-decay schedule on
 this worker's part of :func:`examples`: at step ``k`` worker ``r`` takes examples

@@ -18,7 +18,7 @@ from mxnet.gluon import nn
 
 import d2lcv
 from d2lcv import augment, dist
-from d2lcv.launch import LaunchError, free_ports, launch, read_hosts
+from d2lcv.dist.launch import LaunchError, free_ports, launch, read_hosts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, 'dist_worker.py')
@@ -403,7 +403,7 @@ def test_run_augment_under_launcher(tmp_path, twin):
 def test_mxnet_launcher_runs_the_same_job(tmp_path, twin):
     """The multi-machine route of the README, in MXNet's ``--launcher local`` mode."""
     import subprocess
-    cmd = [PY, '-m', 'd2lcv.mxlaunch', '-n', '2', '-s', '1', '--launcher', 'local',
+    cmd = [PY, '-m', 'd2lcv.dist.mxlaunch', '-n', '2', '-s', '1', '--launcher', 'local',
            f'{PY} {WORKER} {tmp_path} --epochs 1']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (os.path.dirname(HERE), os.environ.get('PYTHONPATH')) if p))

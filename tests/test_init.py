@@ -74,9 +74,6 @@ def _public_modules():
         parts = info.name.split('.')[1:]
         if any(p.startswith('_') for p in parts) or parts[0] == 'cli':
             continue
-        # being moved into d2lcv/dist/ and d2lcv/kaggle/ by issue 14's other half
-        if parts[0] in ('dist', 'launch', 'mxlaunch', 'kaggle'):
-            continue
         names.append(info.name)
     return names
 
@@ -104,8 +101,11 @@ def test_every_public_module_lists_its_public_names(name):
 
 
 def test_error_classes_are_public_where_their_module_is():
-    from d2lcv import bananas, hub, imagecheck, models, segmentation, weights
+    from d2lcv import bananas, hub, imagecheck, kaggle, models, segmentation, weights
+    from d2lcv.dist import launch
     for mod, err in [(bananas, 'BananasDataError'), (hub, 'DownloadError'),
+                     (kaggle, 'KaggleDataError'), (kaggle.reorg, 'KaggleDataError'),
+                     (launch, 'LaunchError'),
                      (weights, 'PretrainedWeightsMissing'), (weights, 'TorchFileError'),
                      (segmentation, 'VOCFormatError'), (imagecheck, 'ImageDataError'),
                      # re-exported where it is raised: get_pretrained

@@ -18,7 +18,7 @@ sys.path.insert(0, HERE)
 
 import dist_fit_worker as W  # noqa: E402
 
-from d2lcv.launch import launch  # noqa: E402
+from d2lcv.dist.launch import launch  # noqa: E402
 
 BATCH = 4
 

@@ -22,7 +22,7 @@ import typing
 
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
-           'choice', 'size2', 'options_of', 'describe_options']
+           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline']
 
 
 class OptionError(ValueError):
@@ -117,6 +117,20 @@ class RunContext:
     @property
     def out_dir(self):
         return self.report.out_dir
+
+
+def report_kaggle_baseline(rep, data_dir, valid_acc):
+    """Report the twin's trivial baseline next to the model's ``valid_acc`` (issue 12):
+    colour-histogram nearest neighbour fitted on the organised ``train/`` split of
+    ``data_dir``, scored on the held-out ``valid/`` images the model is scored on."""
+    import os
+    from ..synth.baselines import image_folder_baseline
+    split = os.path.join(data_dir, 'train_valid_test')
+    base = image_folder_baseline(os.path.join(split, 'train'), os.path.join(split, 'valid'))
+    rep.metric('baseline_valid_acc', round(base, 4))
+    rep.note(f'Trivial baseline (colour-histogram nearest neighbour, fitted on train/, scored '
+             f'on valid/): valid accuracy {base:.3f} against the model\'s {valid_acc:.3f}.')
+    return base
 
 
 def _section_key(mod):

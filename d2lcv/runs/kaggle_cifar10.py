@@ -2,7 +2,8 @@
 import os
 
 from .. import hub, kaggle
-from . import flag, fraction, nonneg_float, pos_float, pos_int, text
+from . import (flag, fraction, nonneg_float, pos_float, pos_int,
+               report_kaggle_baseline, text)
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -67,6 +68,8 @@ def run(run):
     for key in ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'):
         rep.metric(key, v[key])
     rep.metric('chance_acc', 1 / len(out['synsets']))
+    if ctx.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+        report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     if 'final' in out:
         rep.metric('refit_train_loss', out['final']['train_loss'])
     rep.metric('submission_rows', out.get('submission_rows'))

@@ -2,7 +2,8 @@
 import os
 
 from .. import hub, kaggle
-from . import flag, fraction, nonneg_float, pos_float, pos_int, text
+from . import (flag, fraction, nonneg_float, pos_float, pos_int,
+               report_kaggle_baseline, text)
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -70,6 +71,8 @@ def run(run):
         rep.metric(key, v[key])
     rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
     rep.metric('chance_acc', 1 / len(out['synsets']))
+    if ctx.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+        report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     rep.metric('submission_rows', out.get('submission_rows'))
     feats = ('a small conv net with RANDOM-INITIALISED weights (no ImageNet weights offline), '
              'frozen as the chapter freezes ResNet-34' if backbone == 'small' and not pretrained
