@@ -371,7 +371,7 @@ def test_kaggle_step_decay_runs_on_the_servers(cifar_sets, steps, capsys, tmp_pa
 def test_train_dog_gives_every_worker_rank_0s_frozen_features(tmp_path, steps):
     """13.14's frozen features are not the Trainer's: ``train_dog`` under a dist kvstore
     starts every worker from rank 0's (the emulated servers' init/pull)."""
-    d = d2lcv.synth_twin('dog_tiny', root=str(tmp_path / 'd'), num_train=40, num_test=4,
+    d = d2lcv.hub.synth_twin('dog_tiny', root=str(tmp_path / 'd'), num_train=40, num_test=4,
                          num_breeds=3)
     K.reorg_dog_data(d, 0.1)
     ds = K.read_image_folders(d)
