@@ -24,7 +24,7 @@ import typing
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
            'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline',
-           'kaggle_options']
+           'kaggle_options', 'report_kaggle_outputs']
 
 
 class OptionError(ValueError):
@@ -138,6 +138,20 @@ def kaggle_options(defaults, held_out, **own):
         'refit': (flag, f'refit on train_valid for the submission ({d["refit"]})'),
         'data_dir': (text, 'the full competition folder (real data)'),
     }, **own)
+
+
+def report_kaggle_outputs(rep, out, figures, submission, metrics):
+    """Attach a Kaggle section's figures (``[(png, caption)]``, those written) and its
+    ``submission`` ``(csv, caption)``; record the validation split's size and the ``metrics``
+    of ``out['valid']``."""
+    import os
+    for png, caption in figures:
+        if os.path.exists(rep.path(png)):
+            rep.attach(png, caption)
+    rep.attach(*submission)
+    rep.metric('n_valid_per_label', out['n_valid_per_label'])
+    for key in metrics:
+        rep.metric(key, out['valid'][key])
 
 
 def report_kaggle_baseline(rep, data_dir, valid_acc):

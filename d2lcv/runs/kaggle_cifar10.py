@@ -2,7 +2,7 @@
 import os
 
 from .. import hub, kaggle
-from . import kaggle_options, pos_int, report_kaggle_baseline
+from . import kaggle_options, pos_int, report_kaggle_baseline, report_kaggle_outputs
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -48,16 +48,13 @@ def run(run):
         num_epochs=num_epochs, lr=lr, wd=wd, lr_period=lr_period, lr_decay=lr_decay,
         devices=run.devices, refit=refit, submission=sub,
         save_dir=rep.out_dir)
-    for png, caption in (('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
-                         ('cifar10_final.png', 'refit on train_valid/ (for the submission)')):
-        if os.path.exists(rep.path(png)):
-            rep.attach(png, caption)
-    rep.attach('13_13_submission.csv', 'submission.csv (id,label), checked against '
-               'sampleSubmission.csv')
+    report_kaggle_outputs(
+        rep, out, [('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
+                   ('cifar10_final.png', 'refit on train_valid/ (for the submission)')],
+        ('13_13_submission.csv', 'submission.csv (id,label), checked against '
+                                 'sampleSubmission.csv'),
+        ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'))
     v = out['valid']
-    rep.metric('n_valid_per_label', out['n_valid_per_label'])
-    for key in ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'):
-        rep.metric(key, v[key])
     rep.metric('chance_acc', 1 / len(out['synsets']))
     if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
         report_kaggle_baseline(rep, data_dir, v['valid_acc'])

@@ -1,8 +1,7 @@
 """``d2lcv run kaggle-dog``: section 13.14 end to end (twin when tiny), submission.csv."""
-import os
-
 from .. import hub, kaggle
-from . import flag, kaggle_options, pos_int, report_kaggle_baseline, text
+from . import (flag, kaggle_options, pos_int, report_kaggle_baseline, report_kaggle_outputs,
+               text)
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -49,17 +48,14 @@ def run(run):
         devices=run.devices, image_size=image_size, backbone=backbone, pretrained=pretrained,
         features_fn=features_fn, refit=bool(opts.get('refit', 1)), submission=sub,
         save_dir=rep.out_dir)
-    for png, caption in (('dog_valid.png', 'output network on train/, loss on valid/'),
-                         ('dog_final.png', 'refit on train_valid/ (for the submission)')):
-        if os.path.exists(rep.path(png)):
-            rep.attach(png, caption)
-    rep.attach('13_14_submission.csv', 'submission.csv (id + one probability per breed), '
-               'checked against sample_submission.csv')
+    report_kaggle_outputs(
+        rep, out, [('dog_valid.png', 'output network on train/, loss on valid/'),
+                   ('dog_final.png', 'refit on train_valid/ (for the submission)')],
+        ('13_14_submission.csv', 'submission.csv (id + one probability per breed), checked '
+                                 'against sample_submission.csv'),
+        ('train_loss', 'valid_loss', 'valid_acc', 'examples_per_sec'))
     v = out['valid']
-    rep.metric('n_valid_per_label', out['n_valid_per_label'])
     rep.metric('num_breeds', len(out['synsets']))
-    for key in ('train_loss', 'valid_loss', 'valid_acc', 'examples_per_sec'):
-        rep.metric(key, v[key])
     rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
     rep.metric('chance_acc', 1 / len(out['synsets']))
     if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
