@@ -304,3 +304,16 @@ def test_one_type_per_option_name_across_sections():
                                (runs.nonneg_int, '2.5', "'2.5' is not an integer")]:
         with pytest.raises(ValueError, match=re.escape(message)):
             cast(bad)
+
+
+def test_runs_call_the_run_context_run_not_ctx():
+    """In d2lcv/runs/ ``ctx`` means nothing but MXNet's device keyword (``ctx=``): the run
+    context is ``run``. A merge that brings back ``ctx.tiny`` would fail only when that line
+    runs (a full-data path, say); this reads every section's source instead."""
+    import ast
+    import inspect
+    for name, mod in list(runs.sections().items()) + [('runs', runs)]:
+        tree = ast.parse(inspect.getsource(mod))
+        used = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == 'ctx'
+                or isinstance(n, ast.arg) and n.arg == 'ctx']
+        assert not used, (name, used)

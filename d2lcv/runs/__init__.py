@@ -4,7 +4,8 @@ A section module defines ``NAME`` (the command-line name, e.g. ``'augment'``), `
 (``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(run)``, where the argument ``run`` is a
 :class:`RunContext` (this run's report, devices, data size and options; ``ctx`` is kept for
 MXNet's device contexts). ``run`` trains or computes on ``run.tiny`` data, adds figures and
-metrics to ``run.report`` and returns nothing. ``d2lcv run all`` runs every section in chapter order.
+metrics to ``run.report`` and returns nothing. ``d2lcv run all`` runs every section in
+chapter order.
 
 ``OPTIONS`` declares what ``--set KEY=VALUE`` may set for that section, as
 ``{key: (type, help)}`` with a type from this module (:func:`pos_int`, :func:`flag`, ...) or
@@ -22,7 +23,8 @@ import typing
 
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
-           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline']
+           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline',
+           'kaggle_options', 'report_kaggle_outputs']
 
 
 class OptionError(ValueError):
@@ -117,6 +119,39 @@ class RunContext:
     @property
     def out_dir(self):
         return self.report.out_dir
+
+
+def kaggle_options(defaults, held_out, **own):
+    """``OPTIONS`` of a Kaggle section (13.13, 13.14): the options both read, one meaning each,
+    with this section's defaults in words (``defaults``: ``{key: 'tiny 2, full 5'}`` for
+    num_epochs, batch_size, lr, wd, lr_period, refit; ``held_out``: what valid/ keeps one
+    of), then the section's ``own`` ``{key: (type, help)}``."""
+    d = defaults
+    return dict({
+        'num_epochs': (pos_int, f'epochs ({d["num_epochs"]})'),
+        'batch_size': (pos_int, f'batch size ({d["batch_size"]})'),
+        'lr': (pos_float, f'SGD learning rate ({d["lr"]})'),
+        'wd': (nonneg_float, f'weight decay ({d["wd"]})'),
+        'lr_period': (pos_int, f'lr x lr_decay every this many epochs ({d["lr_period"]})'),
+        'lr_decay': (pos_float, 'lr factor per period (0.1)'),
+        'valid_ratio': (fraction, f'share of each {held_out} held out for validation (0.1)'),
+        'refit': (flag, f'refit on train_valid for the submission ({d["refit"]})'),
+        'data_dir': (text, 'the full competition folder (real data)'),
+    }, **own)
+
+
+def report_kaggle_outputs(rep, out, figures, submission, metrics):
+    """Attach a Kaggle section's figures (``[(png, caption)]``, those written) and its
+    ``submission`` ``(csv, caption)``; record the validation split's size and the ``metrics``
+    of ``out['valid']``."""
+    import os
+    for png, caption in figures:
+        if os.path.exists(rep.path(png)):
+            rep.attach(png, caption)
+    rep.attach(*submission)
+    rep.metric('n_valid_per_label', out['n_valid_per_label'])
+    for key in metrics:
+        rep.metric(key, out['valid'][key])
 
 
 def report_kaggle_baseline(rep, data_dir, valid_acc):

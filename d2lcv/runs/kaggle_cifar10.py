@@ -2,8 +2,7 @@
 import os
 
 from .. import hub, kaggle
-from . import (flag, fraction, nonneg_float, pos_float, pos_int,
-               report_kaggle_baseline, text)
+from . import kaggle_options, pos_int, report_kaggle_baseline, report_kaggle_outputs
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -11,18 +10,10 @@ NAME = 'kaggle-cifar10'
 SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'
 
-OPTIONS = {
-    'num_epochs': (pos_int, 'epochs (tiny 2, full 5)'),
-    'batch_size': (pos_int, 'batch size (tiny 32, full 128)'),
-    'lr': (pos_float, 'SGD learning rate (tiny 0.05, full 0.1)'),
-    'wd': (nonneg_float, 'weight decay (5e-4)'),
-    'lr_period': (pos_int, 'lr x lr_decay every this many epochs (50)'),
-    'lr_decay': (pos_float, 'lr factor per period (0.1)'),
-    'valid_ratio': (fraction, 'share of each class held out for validation (0.1)'),
-    'refit': (flag, 'refit on train_valid for the submission (tiny 0, full 1)'),
-    'num_train': (pos_int, 'tiny only: training images in the twin (600)'),
-    'data_dir': (text, 'the full competition folder (real data)'),
-}
+OPTIONS = kaggle_options(
+    {'num_epochs': 'tiny 2, full 5', 'batch_size': 'tiny 32, full 128', 'lr': 'tiny 0.05, full 0.1',
+     'wd': '5e-4', 'lr_period': '50', 'refit': 'tiny 0, full 1'}, 'class',
+    num_train=(pos_int, 'tiny only: training images in the twin (600)'))
 
 
 def _data_dir(run, num_train):
@@ -57,16 +48,13 @@ def run(run):
         num_epochs=num_epochs, lr=lr, wd=wd, lr_period=lr_period, lr_decay=lr_decay,
         devices=run.devices, refit=refit, submission=sub,
         save_dir=rep.out_dir)
-    for png, caption in (('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
-                         ('cifar10_final.png', 'refit on train_valid/ (for the submission)')):
-        if os.path.exists(rep.path(png)):
-            rep.attach(png, caption)
-    rep.attach('13_13_submission.csv', 'submission.csv (id,label), checked against '
-               'sampleSubmission.csv')
+    report_kaggle_outputs(
+        rep, out, [('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
+                   ('cifar10_final.png', 'refit on train_valid/ (for the submission)')],
+        ('13_13_submission.csv', 'submission.csv (id,label), checked against '
+                                 'sampleSubmission.csv'),
+        ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'))
     v = out['valid']
-    rep.metric('n_valid_per_label', out['n_valid_per_label'])
-    for key in ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'):
-        rep.metric(key, v[key])
     rep.metric('chance_acc', 1 / len(out['synsets']))
     if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
         report_kaggle_baseline(rep, data_dir, v['valid_acc'])

@@ -1,9 +1,7 @@
 """``d2lcv run kaggle-dog``: section 13.14 end to end (twin when tiny), submission.csv."""
-import os
-
 from .. import hub, kaggle
-from . import (flag, fraction, nonneg_float, pos_float, pos_int,
-               report_kaggle_baseline, text)
+from . import (flag, kaggle_options, pos_int, report_kaggle_baseline, report_kaggle_outputs,
+               text)
 
 __all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
@@ -11,22 +9,14 @@ NAME = 'kaggle-dog'
 SECTION = '13.14'
 TITLE = 'Dog breed identification (ImageNet Dogs) on Kaggle'
 
-OPTIONS = {
-    'num_epochs': (pos_int, 'epochs (tiny 5 EfficientNet / 10 small, full 5)'),
-    'batch_size': (pos_int, 'batch size (tiny 16, full 128)'),
-    'lr': (pos_float, 'SGD learning rate (tiny 0.1, full 0.01)'),
-    'wd': (nonneg_float, 'weight decay (1e-4)'),
-    'lr_period': (pos_int, 'lr x lr_decay every this many epochs (10)'),
-    'lr_decay': (pos_float, 'lr factor per period (0.1)'),
-    'valid_ratio': (fraction, 'share of each breed held out for validation (0.1)'),
-    'refit': (flag, 'refit on train_valid for the submission (1)'),
-    'image_size': (pos_int, 'crop side in pixels (tiny 64, full 224)'),
-    'pretrained': (flag, 'ImageNet weights for the backbone (1; tiny 0 without the '
-                         'weights extra)'),
-    'backbone': (text, "tiny 'efficientnet_lite0' (offline ImageNet weights, when installed) "
-                       "or 'small' (random), or a model zoo name (resnet34_v2)"),
-    'data_dir': (text, 'the full competition folder (real data)'),
-}
+OPTIONS = kaggle_options(
+    {'num_epochs': 'tiny 5 EfficientNet / 10 small, full 5', 'batch_size': 'tiny 16, full 128',
+     'lr': 'tiny 0.1, full 0.01', 'wd': '1e-4', 'lr_period': '10', 'refit': '1'}, 'breed',
+    image_size=(pos_int, 'crop side in pixels (tiny 64, full 224)'),
+    pretrained=(flag, 'ImageNet weights for the backbone (1; tiny 0 without the weights '
+                      'extra)'),
+    backbone=(text, "tiny 'efficientnet_lite0' (offline ImageNet weights, when installed) "
+                    "or 'small' (random), or a model zoo name (resnet34_v2)"))
 
 
 def run(run):
@@ -58,17 +48,14 @@ def run(run):
         devices=run.devices, image_size=image_size, backbone=backbone, pretrained=pretrained,
         features_fn=features_fn, refit=bool(opts.get('refit', 1)), submission=sub,
         save_dir=rep.out_dir)
-    for png, caption in (('dog_valid.png', 'output network on train/, loss on valid/'),
-                         ('dog_final.png', 'refit on train_valid/ (for the submission)')):
-        if os.path.exists(rep.path(png)):
-            rep.attach(png, caption)
-    rep.attach('13_14_submission.csv', 'submission.csv (id + one probability per breed), '
-               'checked against sample_submission.csv')
+    report_kaggle_outputs(
+        rep, out, [('dog_valid.png', 'output network on train/, loss on valid/'),
+                   ('dog_final.png', 'refit on train_valid/ (for the submission)')],
+        ('13_14_submission.csv', 'submission.csv (id + one probability per breed), checked '
+                                 'against sample_submission.csv'),
+        ('train_loss', 'valid_loss', 'valid_acc', 'examples_per_sec'))
     v = out['valid']
-    rep.metric('n_valid_per_label', out['n_valid_per_label'])
     rep.metric('num_breeds', len(out['synsets']))
-    for key in ('train_loss', 'valid_loss', 'valid_acc', 'examples_per_sec'):
-        rep.metric(key, v[key])
     rep.metric('chance_loss', __import__('math').log(len(out['synsets'])))
     rep.metric('chance_acc', 1 / len(out['synsets']))
     if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
