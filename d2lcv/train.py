@@ -673,7 +673,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
 
-    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.SegmentationLoss``: VOC's void
+    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.fcn.SegmentationLoss``: VOC's void
     255) leaves those labels out of the train and test accuracies.
 
     ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the

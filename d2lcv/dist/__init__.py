@@ -16,7 +16,7 @@ Distribution enters where a Trainer and a training loader are built, nowhere els
 The pattern (what ``train_with_data_aug(..., kvstore='dist_sync')`` does)::
 
     kv = d2lcv.dist.create_kvstore('dist_sync')          # once per process
-    train_iter = d2lcv.load_cifar10(True, augs, batch_size,
+    train_iter = d2lcv.augment.load_cifar10(True, augs, batch_size,
                                     num_parts=kv.num_workers, part_index=kv.rank)
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr}, kvstore=kv)
     d2lcv.train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices,
