@@ -30,7 +30,7 @@ from mxnet import gluon, init  # noqa: E402
 
 import d2lcv  # noqa: E402
 from d2lcv import augment  # noqa: E402
-from d2lcv.launch import launch  # noqa: E402
+from d2lcv.dist.launch import launch  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(HERE), 'tests', 'dist_worker.py')
 
@@ -56,7 +56,7 @@ def main():
     p.add_argument('--batch-size', type=int, default=50, help='global batch')
     p.add_argument('--epochs', type=int, default=3)
     args = p.parse_args()
-    d2lcv.synth_twin('cifar10')  # made once, before the workers start
+    d2lcv.hub.synth_twin('cifar10')  # made once, before the workers start
     with tempfile.TemporaryDirectory() as out:
         ref, ref_loss = one_process(args.batch_size, args.epochs, out)
         log = io.StringIO()

@@ -57,14 +57,14 @@ def main(argv=None):
     train_iter, test_iter = d2l.load_data_voc(args.batch_size, crop, voc_dir=voc_dir,
                                               num_workers=0)
     devices = [mx.cpu()]
-    net = d2l.fcn_net(pretrained=False, devices=devices)
+    net = d2l.fcn.fcn_net(pretrained=False, devices=devices)
     tik = time.time()
-    res = d2l.train_fcn(net, train_iter, test_iter, args.epochs, lr=args.lr, wd=args.wd,
+    res = d2l.fcn.train_fcn(net, train_iter, test_iter, args.epochs, lr=args.lr, wd=args.wd,
                         devices=devices, optimizer=args.optimizer,
                         save_path=os.path.join(root, 'fcn_train.png'), progress=False)
     train_min = (time.time() - tik) / 60
     tik = time.time()
-    ev = d2l.evaluate_voc(net, voc_dir, is_train=False, tile=crop, devices=devices)
+    ev = d2l.fcn.evaluate_voc(net, voc_dir, is_train=False, tile=crop, devices=devices)
     eval_s = time.time() - tik
     # reference: predict background everywhere, on the same pixels
     names = d2l.segmentation.voc_split_names(voc_dir, False)
@@ -72,9 +72,9 @@ def main(argv=None):
     for n in names:
         lbl = d2l.segmentation.read_voc_label(os.path.join(voc_dir, 'SegmentationClass',
                                                            n + '.png'))
-        conf += d2l.segmentation_confusion(onp.zeros_like(lbl), lbl)
-    ref_acc, ref_miou = d2l.pixel_accuracy(conf), d2l.mean_iou(conf)
-    present = [f'{d2l.VOC_CLASSES[i]} {v:.3f}' for i, v in enumerate(ev['iou'])
+        conf += d2l.segmentation.segmentation_confusion(onp.zeros_like(lbl), lbl)
+    ref_acc, ref_miou = d2l.segmentation.pixel_accuracy(conf), d2l.segmentation.mean_iou(conf)
+    present = [f'{d2l.segmentation.VOC_CLASSES[i]} {v:.3f}' for i, v in enumerate(ev['iou'])
                if not onp.isnan(v)]
     print(f'crop {crop}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, '
           f'{args.epochs} epochs, random-init backbone')

@@ -114,7 +114,7 @@ def _train_pair(args, train_iter, seed):
 
 
 def detection(args):
-    root = d2l.synth_twin('bananas', root=os.path.join(
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(
         d2l.hub.data_dir(), 'bench', f'bananas-rcnn-{args.edge}-{args.num_train}'),
         num_train=args.num_train, num_val=args.num_val, edge=args.edge)
     train_iter, val_iter = load_data_bananas(args.batch_size, args.edge, data_dir=root)

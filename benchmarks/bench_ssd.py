@@ -55,7 +55,7 @@ class ChapterTinySSD(nn.Block):
         for i in range(5):
             X, anchors[i], cls_preds[i], bbox_preds[i] = ssd.blk_forward(
                 X, getattr(self, f'blk_{i}'), ssd.SSD_SIZES[i], ssd.SSD_RATIOS[i],
-                getattr(self, f'cls_{i}'), getattr(self, f'bbox_{i}'), backend='npx')
+                getattr(self, f'cls_{i}'), getattr(self, f'bbox_{i}'), impl='npx')
         anchors = np.concatenate(anchors, axis=1)
         cls_preds = ssd.concat_preds(cls_preds)
         cls_preds = cls_preds.reshape(cls_preds.shape[0], -1, self.num_classes + 1)
@@ -82,7 +82,7 @@ def make_trainer(net):
 def speed(args):
     bs = args.batch_size
     n_img = bs * (args.batches + 1)
-    root = d2l.synth_twin('bananas', root=os.path.join(
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(
         d2l.hub.data_dir(), 'bench', f'bananas-speed-{args.speed_edge}-{n_img}'),
         num_train=n_img, num_val=8, edge=args.speed_edge)
     train_iter, _ = load_data_bananas(bs, args.speed_edge, data_dir=root)
@@ -92,11 +92,11 @@ def speed(args):
     ref.initialize(init=init.Xavier(), ctx=device)
     ref_trainer = make_trainer(ref)
     names = ['npx', 'd2lcv']
-    if args.backend:
-        names = [args.backend]
+    if args.impl:
+        names = [args.impl]
     nets = {}
     for name in names:
-        net = ssd.TinySSD(1, backend=name)
+        net = ssd.TinySSD(1, impl=name)
         net.initialize(init=init.Xavier(), ctx=device)
         net.hybridize(static_alloc=True, static_shape=True)
         nets[name] = (net, make_trainer(net), ssd.detection_ops(name))
@@ -127,11 +127,11 @@ def speed(args):
 
 
 def accuracy(args):
-    root = d2l.synth_twin('bananas', root=os.path.join(
+    root = d2l.hub.synth_twin('bananas', root=os.path.join(
         d2l.hub.data_dir(), 'bench', f'bananas-map-{args.edge}-{args.num_train}'),
         num_train=args.num_train, num_val=args.num_val, edge=args.edge)
     train_iter, val_iter = load_data_bananas(args.batch_size, args.edge, data_dir=root)
-    net = ssd.TinySSD(1, backend=args.backend)
+    net = ssd.TinySSD(1, impl=args.impl)
     loss = None
     if args.loss == 'ssd':
         loss = ssd.SSDLoss(box='smooth_l1', negative_ratio=3, normalize='positives')
@@ -145,7 +145,7 @@ def accuracy(args):
     voc = ssd.evaluate_ssd_map(net, val_iter, devices=[mx.cpu()], interpolation='voc')
     print(f'[map] twin {args.num_train} train / {args.num_val} val images at '
           f'{args.edge}x{args.edge}, batch {args.batch_size}, {args.optimizer} lr {args.lr}, '
-          f'loss {args.loss}, {ssd.detection_ops(args.backend).name} ops: {args.epochs} epochs '
+          f'loss {args.loss}, {ssd.detection_ops(args.impl).name} ops: {args.epochs} epochs '
           f'in {minutes:.1f} min ({result["examples_per_sec"]:.1f} examples/sec training)')
     for epoch, m in result['map_history']:
         print(f'  epoch {epoch:3d}: val mAP@0.5 {m:.3f}')
@@ -172,7 +172,8 @@ def main(argv=None):
                    help="'chapter': calc_loss; 'ssd': smooth L1, 3:1 hard negatives, "
                         'normalised by the positives')
     p.add_argument('--optimizer', default='adam', help="'adam' (default) or the chapter's 'sgd'")
-    p.add_argument('--backend', default=None, help="'npx' or 'd2lcv' (default: auto)")
+    p.add_argument('--impl', default=None,
+                   help="'npx' or 'd2lcv' (default: d2lcv.anchors' default)")
     p.add_argument('--save-path', default=None, help='PNG of the training curves')
     args = p.parse_args(argv)
     if args.part in ('speed', 'both'):

@@ -34,7 +34,7 @@ def main(argv=None):
     import mxnet as mx
     from mxnet import image
     from d2lcv import style
-    from d2lcv.augment import img_path
+    from d2lcv.hub import img_path
     from d2lcv.plot import plt
     content = image.imread(img_path('china.jpg'))
     style_img = image.imread(img_path('autumn_strokes.jpg'))

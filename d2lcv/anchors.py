@@ -16,7 +16,9 @@ Every function is batch-first and vectorised (no Python loop over images, boxes 
 Where the chapter calls an ``npx`` operator, the function takes ``impl='d2lcv'`` (this
 module's readable implementation, the default) or ``impl='npx'`` (MXNet's operator). Both
 run the same algorithm and give the same numbers (the tests check it). The default comes
-from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`. Where the d2lcv one runs:
+from ``$D2LCV_ANCHORS_IMPL`` or :func:`set_impl`: the one switch, which RoI pooling
+(:mod:`d2lcv.rcnn`) and SSD's operators (:func:`d2lcv.ssd.detection_ops`) follow too. Where
+the d2lcv one runs:
 
 * ``multibox_target`` (the training step): where its inputs live. MXNet arrays, on a GPU or
   a CPU, are labelled with MXNet array operations on their device (no copy to the host, no
@@ -37,6 +39,8 @@ operators silently compute on them; ``multibox_target`` has no hard negative min
 import os
 
 import numpy as onp
+
+from ._arrays import as_mx, host, is_symbol, like, on_gpu
 
 __all__ = ['multibox_prior', 'box_iou', 'assign_anchor_to_bbox', 'offset_boxes',
            'offset_inverse', 'multibox_target', 'nms', 'multibox_detection',
@@ -66,48 +70,7 @@ def _check_impl(name):
 
 
 # ---------------------------------------------------------------------------------------
-# Conversions: accept MXNet (np or nd) and NumPy arrays; give back the kind received.
-def _host(x, dtype='float32'):
-    if hasattr(x, 'asnumpy'):
-        x = x.asnumpy()
-    return onp.asarray(x, dtype=dtype)
-
-
-def _like(arr, ref, share=False):
-    """``arr`` (NumPy) as the array kind of ``ref``, on ``ref``'s device. ``share``: on
-    ``cpu(0)``, hand ``arr``'s memory over to MXNet instead of copying it (``arr`` becomes
-    read-only: only for a fresh array nobody else writes)."""
-    from mxnet import cpu, nd, np
-    if not isinstance(ref, (np.ndarray, nd.NDArray)):
-        return arr
-    if share and ref.ctx == cpu(0) and arr.flags.c_contiguous:
-        out = nd.from_numpy(arr, zero_copy=True)
-        return out.as_np_ndarray() if isinstance(ref, np.ndarray) else out
-    if isinstance(ref, np.ndarray):
-        return np.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-    return nd.array(arr, dtype=arr.dtype, ctx=ref.ctx)
-
-
-def _mx(x):
-    """``x`` as an ``mxnet.numpy`` array (for the npx operators)."""
-    from mxnet import nd, np
-    if isinstance(x, np.ndarray):
-        return x
-    if isinstance(x, nd.NDArray):
-        return x.as_np_ndarray()
-    return np.array(onp.asarray(x, dtype='float32'))
-
-
-def _on_gpu(x):
-    ctx = getattr(x, 'ctx', None)
-    return ctx is not None and ctx.device_type == 'gpu'
-
-
-def _is_symbol(x):
-    from mxnet import symbol
-    return isinstance(x, symbol.Symbol)
-
-
+# Input checks: a wrong shape or a reversed box is named, not computed on.
 def _check_last(x, n, name):
     if x.ndim < 1 or x.shape[-1] != n:
         raise ValueError(f'{name} must have shape (..., {n}), got {tuple(x.shape)}')
@@ -148,7 +111,7 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
         operator's convention: the width is corrected by ``H / W`` in normalised units).
     """
     sizes, ratios = list(onp.atleast_1d(sizes)), list(onp.atleast_1d(ratios))
-    if _is_symbol(data):       # inside a hybridized block: only the operator can run there
+    if is_symbol(data):       # inside a hybridized block: only the operator can run there
         from mxnet import sym
         return sym.npx.multibox_prior(data, sizes=[float(s) for s in sizes],
                                   ratios=[float(r) for r in ratios], clip=clip)
@@ -157,9 +120,9 @@ def multibox_prior(data, sizes, ratios, clip=False, impl=None):
     if not sizes or not ratios:
         raise ValueError('multibox_prior needs at least one size and one ratio')
     if get_impl(impl) == 'd2lcv':
-        return _like(_multibox_prior(data.shape[2], data.shape[3], sizes, ratios, clip), data)
+        return like(_multibox_prior(data.shape[2], data.shape[3], sizes, ratios, clip), data)
     from mxnet import npx
-    out = npx.multibox_prior(_mx(data), sizes=[float(s) for s in sizes],
+    out = npx.multibox_prior(as_mx(data), sizes=[float(s) for s in sizes],
                              ratios=[float(r) for r in ratios], clip=clip)
     return out if hasattr(data, 'asnumpy') else out.asnumpy()
 
@@ -189,11 +152,14 @@ def _multibox_prior(in_height, in_width, sizes, ratios, clip=False):
 
 # ---------------------------------------------------------------------------------------
 # 13.4.2 Intersection over union
-def box_iou(boxes1, boxes2):
+def box_iou(boxes1, boxes2, *, dtype='float32'):
     """Pairwise IoU: ``(N, 4) x (M, 4) -> (N, M)``, or batched ``(B, N, 4) x (B, M, 4) ->
     (B, N, M)``. Boxes are corners ``(x1, y1, x2, y2)``; IoU is 0 where the union is empty.
+
+    ``dtype``: ``'float32'`` (the operators' arithmetic, which labelling must reproduce) or
+    ``'float64'`` (what the detection metrics use, to agree with pycocotools to 1e-12).
     """
-    b1, b2 = _host(boxes1), _host(boxes2)
+    b1, b2 = host(boxes1, dtype), host(boxes2, dtype)
     _check_last(b1, 4, 'boxes1')
     _check_last(b2, 4, 'boxes2')
     if b1.ndim != b2.ndim or b1.ndim not in (2, 3) or (b1.ndim == 3 and
@@ -202,13 +168,13 @@ def box_iou(boxes1, boxes2):
                          f'the same B; got {b1.shape} and {b2.shape}')
     _check_corners(b1, 'boxes1')
     _check_corners(b2, 'boxes2')
-    return _like(_iou(b1, b2), boxes1)
+    return like(_iou(b1, b2, dtype), boxes1)
 
 
-def _iou(b1, b2):
-    """IoU of ``b1 (..., N, 4)`` with ``b2 (..., M, 4)`` -> ``(..., N, M)``, float32, with the
-    operators' formula: ``inter / (area1 + area2 - inter)``, 0 where that union is <= 0."""
-    b1, b2 = b1.astype('float32', copy=False), b2.astype('float32', copy=False)
+def _iou(b1, b2, dtype='float32'):
+    """IoU of ``b1 (..., N, 4)`` with ``b2 (..., M, 4)`` -> ``(..., N, M)`` in ``dtype``, with
+    the operators' formula: ``inter / (area1 + area2 - inter)``, 0 where that union is <= 0."""
+    b1, b2 = b1.astype(dtype, copy=False), b2.astype(dtype, copy=False)
     # Each coordinate as (..., N, 1) against (..., 1, M); in-place to save passes.
     c1 = [b1[..., :, None, k] for k in range(4)]
     c2 = [b2[..., None, :, k] for k in range(4)]
@@ -249,7 +215,7 @@ def assign_anchor_to_bbox(ground_truth, anchors, iou_threshold=0.5, num_gt=None)
     -------
     (A,) or (B, A) int: the box index assigned to each anchor, -1 for none.
     """
-    gt, anc = _host(ground_truth), _host(anchors)
+    gt, anc = host(ground_truth), host(anchors)
     squeeze = gt.ndim == 2
     if squeeze:
         gt = gt[None]
@@ -304,8 +270,8 @@ def offset_boxes(anchors, assigned_bb, variances=VARIANCES):
     ``((xb - xa) / wa / 0.1, (yb - ya) / ha / 0.1, log(wb / wa) / 0.2, log(hb / ha) / 0.2)``
     with centres ``x, y`` and sizes ``w, h``.
     """
-    out = _offset_boxes(_host(anchors), _host(assigned_bb), variances)
-    return _like(out, anchors)
+    out = _offset_boxes(host(anchors), host(assigned_bb), variances)
+    return like(out, anchors)
 
 
 def _offset_boxes(anc, bb, variances=VARIANCES):
@@ -326,8 +292,8 @@ def offset_inverse(anchors, offset_preds, variances=VARIANCES, clip=False):
     ``anchors``, ``offset_preds``: (..., 4), broadcast. Returns (..., 4) corners, clipped to
     [0, 1] if ``clip``.
     """
-    out = _offset_inverse(_host(anchors), _host(offset_preds), variances, clip)
-    return _like(out, offset_preds)
+    out = _offset_inverse(host(anchors), host(offset_preds), variances, clip)
+    return like(out, offset_preds)
 
 
 def _offset_inverse(anc, off, variances=VARIANCES, clip=False):
@@ -389,10 +355,10 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
     """
     if get_impl(impl) == 'npx':
         from mxnet import np, npx
-        lab = _mx(labels)
-        cp = _mx(cls_preds) if cls_preds is not None else np.zeros(
+        lab = as_mx(labels)
+        cp = as_mx(cls_preds) if cls_preds is not None else np.zeros(
             (lab.shape[0], 2, anchors.shape[-2]), ctx=lab.ctx)
-        outs = npx.multibox_target(_mx(anchors), lab, cp,
+        outs = npx.multibox_target(as_mx(anchors), lab, cp,
                                    overlap_threshold=overlap_threshold,
                                    ignore_label=ignore_label, variances=tuple(variances),
                                    negative_mining_ratio=negative_mining_ratio, **kwargs)
@@ -406,25 +372,32 @@ def multibox_target(anchors, labels, cls_preds=None, overlap_threshold=0.5, igno
                                   ignore_label, variances)
         from mxnet import np
         return out if isinstance(labels, np.ndarray) else tuple(o.as_nd_ndarray() for o in out)
-    anc, lab = _host(anchors), _host(labels)
+    anc, lab = host(anchors), host(labels)
     if anc.ndim == 2:
         anc = anc[None]
-    _check_last(anc, 4, 'anchors')
-    _check_last(lab, 5, 'labels')
-    if anc.ndim != 3 or anc.shape[0] != 1:
-        raise ValueError(f'anchors must have shape (1, A, 4), got {anc.shape}')
-    if lab.ndim != 3:
-        raise ValueError(f'labels must have shape (B, M, 5), got {lab.shape}')
-    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
-                                  or cls_preds.shape[-1] != anc.shape[1]):
-        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels {lab.shape} '
-                         f'and anchors {anc.shape}: expected (B, C + 1, A)')
+    _check_target_shapes(anc, lab, cls_preds)
     _check_corners(anc, 'anchors')
     num_gt = _num_valid_labels(lab)
     valid = onp.arange(lab.shape[1])[None, :] < num_gt[:, None]   # (B, M)
     _check_corners(lab[..., 1:], 'labels[..., 1:]', valid)
     out = _multibox_target(anc[0], lab, num_gt, overlap_threshold, ignore_label, variances)
-    return tuple(_like(o, labels) for o in out)
+    return tuple(like(o, labels) for o in out)
+
+
+def _check_target_shapes(anc, lab, cls_preds):
+    """Shapes only (NumPy or MXNet arrays alike): ``anc (1, A, 4)``, ``lab (B, M, 5)``,
+    ``cls_preds (B, C + 1, A)`` or None."""
+    _check_last(anc, 4, 'anchors')
+    _check_last(lab, 5, 'labels')
+    if anc.ndim != 3 or anc.shape[0] != 1:
+        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
+    if lab.ndim != 3:
+        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
+    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
+                                  or cls_preds.shape[-1] != anc.shape[1]):
+        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
+                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
+                         '(B, C + 1, A)')
 
 
 def _multibox_target(anc, lab, num_gt, overlap_threshold, ignore_label, variances):
@@ -463,17 +436,7 @@ def _multibox_target_mx(anchors, labels, cls_preds, overlap_threshold, ignore_la
         anc = anc.as_in_ctx(ctx)      # device to device
     if anc.ndim == 2:
         anc = anc.reshape(1, -1, 4)
-    _check_last(anc, 4, 'anchors')
-    _check_last(lab, 5, 'labels')
-    if anc.ndim != 3 or anc.shape[0] != 1:
-        raise ValueError(f'anchors must have shape (1, A, 4), got {tuple(anc.shape)}')
-    if lab.ndim != 3:
-        raise ValueError(f'labels must have shape (B, M, 5), got {tuple(lab.shape)}')
-    if cls_preds is not None and (cls_preds.shape[0] != lab.shape[0]
-                                  or cls_preds.shape[-1] != anc.shape[1]):
-        raise ValueError(f'cls_preds {tuple(cls_preds.shape)} does not fit labels '
-                         f'{tuple(lab.shape)} and anchors {tuple(anc.shape)}: expected '
-                         '(B, C + 1, A)')
+    _check_target_shapes(anc, lab, cls_preds)
     lab, anc = lab.astype('float32', copy=False), anc[0].astype('float32', copy=False)
     B, M, A = lab.shape[0], lab.shape[1], anc.shape[0]
     if M == 0:
@@ -569,11 +532,11 @@ def nms(boxes, scores, iou_threshold, classes=None):
     suppress each other). A box is removed when its IoU with a kept, higher-scoring box is
     ``>= iou_threshold``; equal scores keep their input order. Returns ``(K,)`` int64.
     """
-    b, s = _host(boxes), _host(scores)
+    b, s = host(boxes), host(scores)
     _check_last(b, 4, 'boxes')
     if b.ndim != 2 or s.shape != b.shape[:1]:
         raise ValueError(f'nms takes boxes (N, 4) and scores (N,), got {b.shape}, {s.shape}')
-    c = onp.zeros(len(s)) if classes is None else _host(classes)
+    c = onp.zeros(len(s)) if classes is None else host(classes)
     order = onp.argsort(-s, kind='stable')
     keep = _nms_sorted(b[order][None], None if classes is None else c[order][None],
                        onp.ones((1, len(s)), bool), iou_threshold)[0]
@@ -678,15 +641,15 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
     least ``threshold`` sorted by decreasing score (ties keep anchor order), suppressed rows
     with class -1, then rows of all -1. ``class`` counts from 0 without the background.
     """
-    if get_impl(impl) == 'npx' or _on_gpu(cls_probs):
+    if get_impl(impl) == 'npx' or on_gpu(cls_probs):
         # (d2lcv's runs on the host: GPU arrays stay on the GPU with the operator)
         from mxnet import npx
-        out = npx.multibox_detection(_mx(cls_probs), _mx(offset_preds), _mx(anchors),
+        out = npx.multibox_detection(as_mx(cls_probs), as_mx(offset_preds), as_mx(anchors),
                                      nms_threshold=nms_threshold, threshold=threshold,
                                      clip=clip, force_suppress=force_suppress,
                                      variances=tuple(variances), nms_topk=nms_topk)
         return out if hasattr(cls_probs, 'asnumpy') else out.asnumpy()
-    cp, op, anc = _host(cls_probs), _host(offset_preds), _host(anchors)
+    cp, op, anc = host(cls_probs), host(offset_preds), host(anchors)
     if anc.ndim == 2:
         anc = anc[None]
     _check_last(anc, 4, 'anchors')
@@ -707,7 +670,7 @@ def multibox_detection(cls_probs, offset_preds, anchors, nms_threshold=0.5, thre
         out = _multibox_detection_loops(cp, op.reshape(B, A, 4), anc[0], nms_threshold,
                                         threshold, clip, force_suppress, variances, nms_topk,
                                         kernel)
-    return _like(out, cls_probs, share=True)
+    return like(out, cls_probs, share=True)
 
 
 def _multibox_detection_loops(cp, off, anc, nms_threshold, threshold, clip, force_suppress,
@@ -874,7 +837,7 @@ def display_anchors(fmap_w, fmap_h, s, img=None, ratios=(1, 2, 0.5), ax=None, im
     from .plot import plt, set_figsize
     if img is None:
         img = read_image('catdog.jpg')
-    img = _host(img, dtype=None)
+    img = host(img, dtype=None)
     h, w = img.shape[:2]
     if ax is None:
         set_figsize()

@@ -13,6 +13,7 @@ from mxnet import gluon, init, np
 from mxnet.gluon import nn
 from mxnet.gluon.data.vision import transforms
 
+from ._util import initialized
 from .devices import resolve_devices
 from .dist import create_kvstore, kv_num_workers, kv_rank, shard_dataset
 from .hub import DownloadError, is_tiny, synth_twin
@@ -23,19 +24,10 @@ __all__ = ['apply', 'AUGMENTATIONS', 'RandomFlip', 'RandomFlipLeftRight',
            'RandomFlipTopBottom', 'flip_left_right', 'flip_top_bottom', 'shape_aug',
            'brightness_aug', 'hue_aug', 'color_aug', 'combined_aug', 'train_augs',
            'test_augs', 'read_cifar10_bin', 'cifar10_dataset', 'load_cifar10',
-           'train_with_data_aug', 'img_path', 'CIFAR10_CLASSES']
+           'train_with_data_aug', 'CIFAR10_CLASSES']
 
 CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse',
                    'ship', 'truck']
-
-
-def img_path(name):
-    """Path of a sample image shipped in the repository's ``img/`` folder."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(os.path.dirname(here), 'img', name)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'sample image {name!r} not found at {path}')
-    return path
 
 
 def apply(img, aug, num_rows=2, num_cols=4, scale=1.5):
@@ -193,12 +185,6 @@ def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=N
         num_workers=get_dataloader_workers() if num_workers is None else num_workers)
 
 
-def _initialized(net):
-    params = list(net.collect_params().values())
-    # a parameter is initialised once it has data or a pending (deferred) initialisation
-    return bool(params) and (params[0]._data is not None or bool(params[0]._deferred_init))
-
-
 def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
                         num_epochs=10, devices=None, tiny=None, root=None, kvstore='device',
                         limit_train=None, limit_test=None, **train_kwargs):
@@ -208,13 +194,11 @@ def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
     ``limit_test`` keep the first examples only; other keywords go to :func:`train_ch13`.
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
-    own shard of the training set, ``batch_size`` is per worker (the global batch is
-    ``batch_size * num_workers``), ``lr`` is used as given, and only rank 0 reports; see
-    :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one each worker reads its own shard of the training set
+    and the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
-    if not _initialized(net):
+    if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     kv = create_kvstore(kvstore)
     parts, part = kv_num_workers(kv), kv_rank(kv)

@@ -28,7 +28,7 @@ from .hub import download_extract
 
 __all__ = ['load_data_bananas', 'BananasDataError', 'BananaDetIter', 'check_recordio',
            'read_data_bananas', 'BananasDataset', 'load_data_bananas_csv',
-           'BANANA_CLASSES']
+           'BANANA_CLASSES', 'read_label_csv']
 
 BANANA_CLASSES = ['banana']
 _MAGIC = 0xced7230a
@@ -272,7 +272,7 @@ def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None, kv
 _COLUMNS = ['img_name', 'label', 'xmin', 'ymin', 'xmax', 'ymax']
 
 
-def _read_label_csv(csv_fname):
+def read_label_csv(csv_fname):
     """``{img_name: [(line, cls, x1, y1, x2, y2), ...]}`` in file order, checked row by row."""
     _require(csv_fname, 'label file')
     objects = {}
@@ -328,7 +328,7 @@ def read_data_bananas(is_train=True, data_dir=None, tiny=None):
         data_dir = download_extract('banana-detection', tiny=tiny)
     folder = os.path.join(data_dir, 'bananas_train' if is_train else 'bananas_val')
     csv_fname = os.path.join(folder, 'label.csv')
-    objects = _read_label_csv(csv_fname)
+    objects = read_label_csv(csv_fname)
     m = max(len(v) for v in objects.values())
     labels = onp.full((len(objects), m, 5), -1, onp.float32)
     images = []

@@ -10,6 +10,7 @@ The sample image ``img/catdog.jpg`` (a dog on the left, a cat on the right; see
 """
 import numpy as onp
 
+from ._arrays import host, like
 from .plot import plt
 
 __all__ = ['bbox_to_rect', 'box_corner_to_center', 'box_center_to_corner', 'show_bboxes',
@@ -19,43 +20,32 @@ __all__ = ['bbox_to_rect', 'box_corner_to_center', 'box_center_to_corner', 'show
 DOG_BBOX, CAT_BBOX = [20, 100, 330, 561], [380, 150, 690, 390]
 
 
-def _np(x):
-    if hasattr(x, 'asnumpy'):
-        return x.asnumpy()
-    return onp.asarray(x)
-
-
 def _check4(boxes, name='boxes'):
     if boxes.ndim < 1 or boxes.shape[-1] != 4:
         raise ValueError(f'{name} must have shape (..., 4), got {tuple(boxes.shape)}')
 
 
-def _as_input_kind(arr, ref):
-    from .anchors import _like
-    return _like(arr, ref)
-
-
 def box_corner_to_center(boxes):
     """``(x1, y1, x2, y2)`` -> ``(cx, cy, w, h)`` for ``boxes (..., 4)``; same kind and shape."""
-    b = _np(boxes)
+    b = host(boxes, None)
     _check4(b)
     x1, y1, x2, y2 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     out = onp.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=-1)
-    return _as_input_kind(out, boxes)
+    return like(out, boxes)
 
 
 def box_center_to_corner(boxes):
     """``(cx, cy, w, h)`` -> ``(x1, y1, x2, y2)`` for ``boxes (..., 4)``; same kind and shape."""
-    b = _np(boxes)
+    b = host(boxes, None)
     _check4(b)
     cx, cy, w, h = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
     out = onp.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1)
-    return _as_input_kind(out, boxes)
+    return like(out, boxes)
 
 
 def bbox_to_rect(bbox, color):
     """Convert a box ``(x1, y1, x2, y2)`` to a matplotlib ``Rectangle`` (not filled)."""
-    x1, y1, x2, y2 = (float(v) for v in _np(bbox).reshape(-1)[:4])
+    x1, y1, x2, y2 = (float(v) for v in host(bbox, None).reshape(-1)[:4])
     return plt.Rectangle(xy=(x1, y1), width=x2 - x1, height=y2 - y1, fill=False,
                          edgecolor=color, linewidth=2)
 
@@ -90,6 +80,6 @@ def read_image(name='catdog.jpg'):
     """A sample image from the repository's ``img/`` folder as a uint8 NumPy ``(H, W, 3)``."""
     from PIL import Image
 
-    from .augment import img_path
+    from .hub import img_path
     with Image.open(img_path(name)) as im:
         return onp.asarray(im.convert('RGB'))

@@ -13,7 +13,7 @@ a label and a unit, and how to compare:
   are shown side by side without a mark.
 
 ``d2lcv run`` calls :func:`compare_section` after each section; a section can also call
-``ctx.report.compare(label, book=..., this_run=..., unit=..., exact=...)`` itself for a value
+``run.report.compare(label, book=..., this_run=..., unit=..., exact=...)`` itself for a value
 it does not record as a metric.
 """
 import ast

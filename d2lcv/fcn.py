@@ -23,12 +23,12 @@ import numpy as onp
 from mxnet import gluon, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
 from .devices import resolve_devices
 from .dist import create_kvstore
 from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
                            pixel_accuracy, read_voc_label, segmentation_confusion,
-                           voc_split_names)
-from .synth.voc import voc_palette
+                           voc_palette, voc_split_names)
 from .train import train_ch13
 
 __all__ = ['bilinear_kernel', 'fcn_net', 'SegmentationLoss', 'train_fcn', 'predict',
@@ -165,14 +165,9 @@ def train_fcn(net, train_iter, test_iter, num_epochs=5, lr=0.1, wd=1e-3, devices
     returns its result dict.
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) ``train_iter`` must
-    be this worker's equal shard, with the same number of full batches on every worker:
-    build it with ``d2lcv.dist.shard_loader(VOCSegDataset(True, crop_size, voc_dir),
-    batch_size, kv)`` (``kv = d2lcv.dist.create_kvstore('dist_sync')``, passed here too).
-    The batch size is then per worker (the global batch is ``batch_size * num_workers``),
-    ``lr`` is used as given (each step is the mean gradient over the global batch; with
-    plain SGD the linear-scaling rule would multiply it by ``num_workers``), and only rank
-    0 evaluates ``test_iter`` and reports; see :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one ``train_iter`` is this worker's shard
+    (``d2lcv.dist.shard_loader(VOCSegDataset(True, crop_size, voc_dir), batch_size, kv)``)
+    and the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
     loss = SegmentationLoss()
@@ -235,7 +230,7 @@ def predict_whole(img, net, tile=(320, 480), devices=None, batch_size=8,
     ``(H, W)`` (and the averaged scores ``(C, H, W)`` with ``return_scores``).
     """
     ctx = _first_device(net, devices)
-    img = img.asnumpy() if hasattr(img, 'asnumpy') else onp.asarray(img)
+    img = host(img, None)
     H, W = img.shape[:2]
     if H == 0 or W == 0:
         raise ValueError(f'predict_whole: empty image of shape {img.shape}')

@@ -7,7 +7,7 @@ its augmentations (:func:`train_augs`, :func:`test_augs`), the fine-tuned networ
 (exercise 3, :func:`freeze_features`) and the reuse of the source model's "hot dog" output row
 (exercise 4, :func:`hotdog_weight`, :func:`init_output_from_source`).
 
-With ImageNet weights (``d2lcv.get_pretrained('resnet18_v2')``) and the real data this is
+With ImageNet weights (``d2lcv.models.get_pretrained('resnet18_v2')``) and the real data this is
 the chapter's experiment. Offline there are no ImageNet weights, so
 :func:`compare_finetune_scratch` runs an honest stand-in: a small ResNet
 (:func:`small_resnet`) is pre-trained on a *synthetic source task* (10 kinds of drawn food,
@@ -28,7 +28,7 @@ from .devices import resolve_devices
 from .dist import create_kvstore, shard_loader
 from .hub import data_dir, download_extract
 from .imagecheck import ImageFolderDataset, check_image_folder
-from .imagerec import augment_spec, fast_loader, tag
+from .imagerec import augment_spec, fast_loader, pack_side, tag
 from .models import resnet_block
 from .train import get_dataloader_workers, train_ch13
 
@@ -95,7 +95,8 @@ def train_augs(size=224, scale=(0.08, 1.0)):
     return tag(transforms.Compose([transforms.RandomResizedCrop(size, scale=scale),
                                    transforms.RandomFlipLeftRight(), transforms.ToTensor(),
                                    normalize()]),
-               augment_spec(size, scale, mean=RGB_MEAN, std=RGB_STD))
+               augment_spec(size, scale, mean=RGB_MEAN, std=RGB_STD,
+                            pack_resize=pack_side(size)))
 
 
 def test_augs(size=224, resize=256):
@@ -243,13 +244,8 @@ def train_fine_tuning(net, learning_rate, batch_size=128, num_epochs=5, devices=
     ``test_acc``, ``examples_per_sec``...).
 
     ``kvstore``: the Trainer's (``'device'``, ``'local'``, ``'dist_sync'``, ``'dist_async'``
-    or a ``KVStore``). With a dist kvstore (run under ``d2lcv launch``) each worker reads its
-    own equal shard of ``train_imgs`` (:func:`d2lcv.dist.shard_loader`), ``batch_size`` is
-    per worker (the global batch is ``batch_size * num_workers``), ``learning_rate`` is used
-    as given (each step is the mean gradient over the global batch; with this plain SGD the
-    linear-scaling rule would multiply it by ``num_workers`` -- your choice), the output
-    layer's ``lr_mult`` still applies on the servers, and only rank 0 evaluates and
-    reports; see :mod:`d2lcv.dist`.
+    or a ``KVStore``); with a dist one each worker reads its own shard of ``train_imgs`` and
+    the rules of docs/distributed.md ("What changes with a dist kvstore") apply.
     """
     devices = resolve_devices(devices)
     if train_imgs is None or test_imgs is None:

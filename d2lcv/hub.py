@@ -22,11 +22,13 @@ import tarfile
 import tempfile
 import zipfile
 
+from ._util import progress_bar
 from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 
 __all__ = ['DATA_HUB', 'DATA_URL', 'download', 'download_extract', 'mkdir_if_not_exist',
            'data_dir', 'is_tiny', 'register_twin', 'synth_twin', 'twin_names',
-           'DownloadError', 'UnsafeArchiveError']
+           'DownloadError', 'UnsafeArchiveError', 'img_path', 'extract', 'sha1_file',
+           'file_digest']
 
 DATA_URL = os.environ.get('D2LCV_DATA_URL', 'http://d2l-data.s3-accelerate.amazonaws.com/')
 if not DATA_URL.endswith('/'):
@@ -75,6 +77,15 @@ def is_tiny(tiny=None):
     if tiny is not None:
         return bool(tiny)
     return os.environ.get('D2LCV_TINY', '').strip().lower() not in ('', '0', 'false', 'no')
+
+
+def img_path(name):
+    """Path of a sample image shipped in the repository's ``img/`` folder."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(os.path.dirname(here), 'img', name)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'sample image {name!r} not found at {path}')
+    return path
 
 
 def mkdir_if_not_exist(path):
@@ -129,7 +140,8 @@ def download(name, cache_dir=None, timeout=30, progress=True):
             with requests.get(url, stream=True, timeout=timeout) as r:
                 r.raise_for_status()
                 total = int(r.headers.get('content-length') or 0) or None
-                bar = _progress(total, f'Downloading {os.path.basename(fname)}', progress)
+                bar = progress_bar(total=total, desc=f'Downloading {os.path.basename(fname)}',
+                                   enabled=progress, unit='B', unit_scale=True, leave=True)
                 received = 0
                 with os.fdopen(fd, 'wb') as f:
                     fd = None
@@ -159,11 +171,6 @@ def download(name, cache_dir=None, timeout=30, progress=True):
             os.close(fd)
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _progress(total, desc, enabled):
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit='B', unit_scale=True, disable=not enabled or None)
 
 
 def _inside(root, path):

@@ -17,7 +17,8 @@ import os
 from mxnet import gluon
 from mxnet.base import MXNetError
 
-__all__ = ['ImageDataError', 'check_image_file', 'check_image_folder', 'ImageFolderDataset']
+__all__ = ['ImageDataError', 'check_image_file', 'check_image_folder', 'ImageFolderDataset',
+           'IMAGE_EXTS']
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp')
 _JPEG_SOI, _JPEG_EOI = b'\xff\xd8', b'\xff\xd9'

@@ -21,6 +21,8 @@ import zipfile
 from mxnet.gluon import nn
 
 from .hub import sha1_file
+# re-exported: get_pretrained raises the error and reads the folder
+from .weights import PretrainedWeightsMissing, pretrained_dir
 
 __all__ = ['Residual', 'resnet_block', 'resnet18', 'get_pretrained', 'import_weights',
            'PretrainedWeightsMissing', 'pretrained_dir', 'zoo_dir', 'zoo_file_name',
@@ -88,19 +90,6 @@ ZOO_SHA1 = _zoo_table()
 
 _ZOO_REPO = 'https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/'
 _log = logging.getLogger(__name__)
-
-
-class PretrainedWeightsMissing(FileNotFoundError):
-    """No pretrained weights were found for a model (network unreachable and no local file)."""
-
-
-def pretrained_dir():
-    """Folder of local ``.params`` files: ``$D2LCV_PRETRAINED_DIR``, else ``<data>/pretrained``."""
-    env = os.environ.get('D2LCV_PRETRAINED_DIR')
-    if env:
-        return os.path.expanduser(env)
-    from .hub import data_dir
-    return os.path.join(data_dir(), 'pretrained')
 
 
 def zoo_dir():

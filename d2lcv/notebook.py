@@ -1,6 +1,6 @@
 """The first cell of every notebook: tiny mode when offline, said out loud.
 
-``d2l.setup()`` decides whether the notebook runs on the synthetic twins with small budgets
+``d2l.notebook.setup()`` decides whether the notebook runs on the synthetic twins with small budgets
 (*tiny mode*) or on the real data sets with the book's budgets, prints one line saying which
 and how to switch, and returns the choice. ``D2LCV_TINY`` (set before Jupyter starts, or
 ``make notebooks TINY=0``) wins; otherwise tiny mode is on exactly when the book's data server
@@ -31,7 +31,7 @@ def setup(tiny=None, verbose=True):
     """Choose tiny mode for this kernel (``D2LCV_TINY``), say so, and return it.
 
     ``tiny=None``: ``$D2LCV_TINY`` if set, else tiny exactly when offline. ``True``/``False``
-    force it (``d2l.setup(tiny=False)`` for the real data).
+    force it (``d2l.notebook.setup(tiny=False)`` for the real data).
     """
     env = os.environ.get('D2LCV_TINY', '').strip()
     if tiny is not None:
@@ -46,10 +46,10 @@ def setup(tiny=None, verbose=True):
         if tiny:
             print(f'd2lcv: tiny mode ON ({why}): synthetic twins of the data sets and small '
                   'training budgets, a minute or so per notebook on a CPU. For the real data '
-                  'and the book\'s budgets: d2l.setup(tiny=False) (needs the network or '
+                  'and the book\'s budgets: d2l.notebook.setup(tiny=False) (needs the network or '
                   f'downloaded files). Data folder: {os.path.abspath(data_dir())}')
         else:
             print(f'd2lcv: tiny mode OFF ({why}): real data sets (downloaded on first use) '
                   'and the book\'s budgets, which want a GPU. For the offline twins: '
-                  f'd2l.setup(tiny=True). Data folder: {os.path.abspath(data_dir())}')
+                  f'd2l.notebook.setup(tiny=True). Data folder: {os.path.abspath(data_dir())}')
     return tiny

@@ -41,7 +41,9 @@ from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
 from . import anchors as _anchors
-from .anchors import _host, _like, get_impl
+from ._arrays import as_mx, host, like
+from ._util import initialized
+from .anchors import get_impl
 
 __all__ = ['roi_pool', 'roi_align', 'RPN_SIZES', 'RPN_RATIOS', 'RPNBody', 'rpn_targets',
            'propose', 'label_proposals', 'sample_proposals', 'roi_features', 'BoxHead',
@@ -49,7 +51,7 @@ __all__ = ['roi_pool', 'roi_align', 'RPN_SIZES', 'RPN_RATIOS', 'RPNBody', 'rpn_t
            'TinyFasterRCNN', 'faster_rcnn_loss', 'train_faster_rcnn', 'detect', 'predict',
            'display', 'evaluate_rcnn', 'mask_iou', 'load_data_banana_masks']
 
-f32 = onp.float32
+_F32 = onp.float32
 
 
 def _check(X, rois):
@@ -65,7 +67,7 @@ def _check(X, rois):
 
 
 def _round_half_away(x):
-    return onp.where(x >= 0, onp.floor(x + f32(0.5)), onp.ceil(x - f32(0.5)))
+    return onp.where(x >= 0, onp.floor(x + _F32(0.5)), onp.ceil(x - _F32(0.5)))
 
 
 def roi_pool(X, rois, pooled_size, spatial_scale, impl=None, chunk=64):
@@ -86,28 +88,25 @@ def roi_pool(X, rois, pooled_size, spatial_scale, impl=None, chunk=64):
     """
     ph, pw = (pooled_size, pooled_size) if onp.isscalar(pooled_size) else pooled_size
     if get_impl(impl) == 'npx':
-        from mxnet import npx
-
-        from .anchors import _mx
-        out = npx.roi_pooling(_mx(X), _mx(rois), pooled_size=(ph, pw),
+        out = npx.roi_pooling(as_mx(X), as_mx(rois), pooled_size=(ph, pw),
                               spatial_scale=spatial_scale)
         return out if hasattr(X, 'asnumpy') else out.asnumpy()
-    x, r = _host(X), _host(rois)
+    x, r = host(X), host(rois)
     _check(x, r)
     b = r[:, 0].astype(onp.int64)
     if ((b < 0) | (b >= x.shape[0])).any():
         i = int(onp.argmax((b < 0) | (b >= x.shape[0])))
         raise ValueError(f'rois[{i}] has batch index {r[i, 0]:g}, but X holds {x.shape[0]} '
                          'images')
-    outs = [_roi_pool(x, r[s:s + chunk], ph, pw, f32(spatial_scale))
+    outs = [_roi_pool(x, r[s:s + chunk], ph, pw, _F32(spatial_scale))
             for s in range(0, max(len(r), 1), chunk)]
-    return _like(onp.concatenate(outs, axis=0), X)
+    return like(onp.concatenate(outs, axis=0), X)
 
 
 def _pool_windows(start, length, pooled, size):
     """Sub-window masks ``(R, pooled, size)`` along one axis (float32, as the operator)."""
-    bin_size = length.astype(f32) / f32(pooled)                       # (R,)
-    i = onp.arange(pooled, dtype=f32)
+    bin_size = length.astype(_F32) / _F32(pooled)                       # (R,)
+    i = onp.arange(pooled, dtype=_F32)
     lo = onp.floor(i[None] * bin_size[:, None]).astype(onp.int64) + start[:, None]
     hi = onp.ceil((i[None] + 1) * bin_size[:, None]).astype(onp.int64) + start[:, None]
     lo, hi = onp.clip(lo, 0, size), onp.clip(hi, 0, size)           # (R, pooled)
@@ -127,7 +126,7 @@ def _roi_pool(x, r, ph, pw, scale):
     # cols: (R, C, H, pw)
     out = onp.where(mh[:, None, :, :, None], cols[:, :, None, :, :], -onp.inf).max(axis=3)
     # out: (R, C, ph, pw); empty sub-windows give 0
-    return onp.where(onp.isneginf(out), 0, out).astype(f32)
+    return onp.where(onp.isneginf(out), 0, out).astype(_F32)
 
 
 def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=False, impl=None):
@@ -151,9 +150,9 @@ def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=Fals
     ph, pw = (pooled_size, pooled_size) if onp.isscalar(pooled_size) else pooled_size
     if get_impl(impl) == 'npx':
         import mxnet as mx
-        data = X.as_nd_ndarray() if hasattr(X, 'as_nd_ndarray') else mx.nd.array(_host(X))
+        data = X.as_nd_ndarray() if hasattr(X, 'as_nd_ndarray') else mx.nd.array(host(X))
         rr = rois.as_nd_ndarray() if hasattr(rois, 'as_nd_ndarray') else mx.nd.array(
-            _host(rois))
+            host(rois))
         out = mx.nd.contrib.ROIAlign(data, rr, pooled_size=(ph, pw),
                                      spatial_scale=spatial_scale, sample_ratio=sample_ratio,
                                      aligned=aligned)
@@ -161,7 +160,7 @@ def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=Fals
             return out.asnumpy()
         from mxnet import np
         return out.as_np_ndarray() if isinstance(X, np.ndarray) else out
-    x, r = _host(X), _host(rois)
+    x, r = host(X), host(rois)
     _check(x, r)
     N, C, H, W = x.shape
     b = r[:, 0].astype(onp.int64)
@@ -180,7 +179,7 @@ def roi_align(X, rois, pooled_size, spatial_scale, sample_ratio=-1, aligned=Fals
     feats = x[onp.maximum(b, 0)].astype(onp.float64)                    # (R, C, H, W)
     out = wy[:, None] @ feats @ onp.swapaxes(wx, 1, 2)[:, None]         # (R, C, ph, pw)
     out[b < 0] = 0
-    return _like(out.astype(f32), X)
+    return like(out.astype(_F32), X)
 
 
 def _align_weights(start, length, pooled, size, sample_ratio, aligned):
@@ -294,7 +293,7 @@ def propose(rpn_cls, rpn_box, anchors, num_proposals, nms_threshold=0.7, pre_nms
     ones fill the list (so every image has ``N`` regions and the batch stays rectangular).
     """
     probs = npx.softmax(rpn_cls).transpose(0, 2, 1)                  # (B, 2, A)
-    out = _host(_anchors.multibox_detection(probs, rpn_box, anchors,
+    out = host(_anchors.multibox_detection(probs, rpn_box, anchors,
                                             nms_threshold=nms_threshold, threshold=0.0,
                                             clip=True, nms_topk=pre_nms_top_k))   # (B, A, 6)
     # kept rows first; both groups stay in multibox_detection's score order
@@ -324,7 +323,7 @@ def label_proposals(proposals, labels, iou_threshold=0.5, add_ground_truth=True)
     appended padding rows); ``S = N + M`` with ``add_ground_truth``, else ``N``. A proposal
     is positive when its best IoU with a box is >= ``iou_threshold``.
     """
-    props, lab = _host(proposals), _host(labels)
+    props, lab = host(proposals), host(labels)
     B, N = props.shape[:2]
     gt_ok = lab[..., 0] >= 0                                          # (B, M)
     if add_ground_truth:
@@ -338,7 +337,7 @@ def label_proposals(proposals, labels, iou_threshold=0.5, add_ground_truth=True)
     gt_index = onp.full((B, S), -1, onp.int64)
     if M == 0:
         return boxes, classes, offsets, gt_index, valid
-    iou = _host(_anchors.box_iou(boxes, onp.where(gt_ok[..., None], lab[..., 1:], 0)))
+    iou = host(_anchors.box_iou(boxes, onp.where(gt_ok[..., None], lab[..., 1:], 0)))
     iou = onp.where(gt_ok[:, None, :], iou, -1)                       # (B, S, M)
     best = iou.argmax(axis=-1)
     pos = (iou.max(axis=-1) >= iou_threshold) & valid
@@ -346,7 +345,7 @@ def label_proposals(proposals, labels, iou_threshold=0.5, add_ground_truth=True)
     matched = lab[bi, best[bi, si]]                                   # (P, 5)
     classes[bi, si] = matched[:, 0] + 1
     # only positives are encoded: background proposals may have no area
-    offsets[bi, si] = _host(_anchors.offset_boxes(boxes[bi, si], matched[:, 1:]))
+    offsets[bi, si] = host(_anchors.offset_boxes(boxes[bi, si], matched[:, 1:]))
     gt_index[bi, si] = best[bi, si]
     return boxes, classes, offsets, gt_index, valid
 
@@ -380,7 +379,7 @@ def sample_proposals(classes, valid, num_samples, positive_fraction=0.25, rng=No
 
 def _rois(boxes, image_size, ctx):
     """``boxes (B, S, 4)`` in [0, 1] -> RoI rows ``(B*S, 5)`` ``(b, x1, y1, x2, y2)`` in pixels."""
-    b = _host(boxes)
+    b = host(boxes)
     B, S = b.shape[:2]
     H, W = image_size
     px = b.reshape(-1, 4) * onp.array([W, H, W, H], onp.float32)
@@ -454,14 +453,14 @@ def decode_detections(cls_probs, box_preds, proposals, nms_threshold=0.5, thresh
     batch: its anchors are the ``B * N`` proposals, and image ``b``'s class ``c`` becomes
     class ``b * q + c``, so per-class NMS never lets two images suppress each other.
     """
-    p, off, props = _host(cls_probs), _host(box_preds), _host(proposals)
+    p, off, props = host(cls_probs), host(box_preds), host(proposals)
     B, N, Q = p.shape
     q = Q - 1
     probs = onp.zeros((1, 1 + B * q, B * N), onp.float32)
     probs[0, 0] = p[..., 0].ravel()
     cols = 1 + onp.repeat(onp.arange(B), N)[:, None] * q + onp.arange(q)[None]   # (B*N, q)
     probs[0, cols, onp.arange(B * N)[:, None]] = p[..., 1:].reshape(B * N, q)
-    out = _host(_anchors.multibox_detection(probs, off.reshape(1, -1), props.reshape(1, -1, 4),
+    out = host(_anchors.multibox_detection(probs, off.reshape(1, -1), props.reshape(1, -1, 4),
                                             nms_threshold=nms_threshold,
                                             threshold=threshold))[0]   # (B*N, 6)
     kept = out[out[:, 0] >= 0]                                        # by decreasing score
@@ -499,11 +498,11 @@ def mask_targets(gt_masks, boxes, gt_index, batch_index, size):
     overlap a box, so they have an area (the operator aborts on an empty aligned region).
     """
     B, M, H, W = gt_masks.shape
-    px = _host(boxes).reshape(-1, 4) * onp.array([W, H, W, H], onp.float32)
-    rois = np.array(onp.concatenate([_host(batch_index)[:, None], px], 1), ctx=gt_masks.ctx)
+    px = host(boxes).reshape(-1, 4) * onp.array([W, H, W, H], onp.float32)
+    rois = np.array(onp.concatenate([host(batch_index)[:, None], px], 1), ctx=gt_masks.ctx)
     out = roi_align(gt_masks, rois, size, 1.0, sample_ratio=2, aligned=True,
                     impl='npx')                                       # (P, M, mh, mw)
-    onehot = npx.one_hot(np.array(_host(gt_index), ctx=gt_masks.ctx), M)
+    onehot = npx.one_hot(np.array(host(gt_index), ctx=gt_masks.ctx), M)
     return ((out * onehot[:, :, None, None]).sum(axis=1) >= 0.5).astype('float32')
 
 
@@ -514,7 +513,7 @@ def paste_masks(masks, boxes, image_size):
     pixel centre inside a box samples its mask bilinearly, pixels outside get 0. Separable:
     ``Wy (K, H, m) @ mask @ Wx (K, m, W)``.
     """
-    m, b = _host(masks), _host(boxes)
+    m, b = host(masks), host(boxes)
     H, W = image_size
     wy = _paste_weights(b[:, 1] * H, b[:, 3] * H, m.shape[1], H)
     wx = _paste_weights(b[:, 0] * W, b[:, 2] * W, m.shape[2], W)
@@ -597,7 +596,7 @@ class TinyFasterRCNN(nn.Block):
         key = (tuple(f.shape[2:] for f in feats), str(feats[0].ctx))
         if key not in self._anchor_cache:
             self._anchor_cache[key] = np.concatenate(
-                [np.array(_host(_anchors.multibox_prior(f, s, r)), ctx=f.ctx)
+                [np.array(host(_anchors.multibox_prior(f, s, r)), ctx=f.ctx)
                  for f, s, r in zip(feats, self.sizes, self.ratios)], axis=1)
         return self._anchor_cache[key]
 
@@ -678,7 +677,7 @@ def _mask_features(net, feat, boxes, batch_index, image_size):
     """RoIAlign features ``(P, C, m, m)`` of regions ``boxes (P, 4)`` in images
     ``batch_index (P,)``, for the mask head."""
     H, W = image_size
-    px = _host(boxes).reshape(-1, 4) * onp.array([W, H, W, H], onp.float32)
+    px = host(boxes).reshape(-1, 4) * onp.array([W, H, W, H], onp.float32)
     rois = np.array(onp.concatenate([onp.asarray(batch_index, onp.float32)[:, None], px], 1),
                     ctx=feat.ctx)
     return roi_align(feat, rois, net.mask_size, feat.shape[2] / H, sample_ratio=2, impl='npx')
@@ -738,7 +737,7 @@ def display(img, output, threshold, ax=None, masks=None):
     from .ssd import display as show_boxes
     ax = show_boxes(img, output, threshold, ax)
     if masks is not None:
-        out = _host(output)
+        out = host(output)
         m = onp.asarray(masks)[out[:, 1] >= threshold] >= 0.5
         if len(m):
             overlay = onp.zeros(m.shape[1:] + (4,), onp.float32)
@@ -761,9 +760,8 @@ def _match_masks(det, masks, labels, gt_masks):
     IoU >= 0.5 with it (0 if none), and that of the detection's filled box (the baseline).
     Shapes ``det (B, N, 6)``, ``masks (B, N, H, W)``, ``labels (B, M, 5)``, ``gt_masks (B,
     M, H, W)`` -> two ``(number of instances,)`` arrays."""
-    from .detection_metrics import box_iou_numpy
     B, N, H, W = masks.shape
-    iou = box_iou_numpy(labels[..., 1:], det[..., 2:])               # (B, M, N)
+    iou = _anchors.box_iou(labels[..., 1:], det[..., 2:], dtype='float64')  # (B, M, N)
     ok = (iou >= 0.5) & (det[:, None, :, 0] == labels[..., :1]) & (labels[..., :1] >= 0)
     first = ok.argmax(axis=-1)                                        # rows are by score
     found = ok.any(axis=-1)                                           # (B, M)
@@ -806,11 +804,11 @@ def evaluate_rcnn(net, data_iter, devices=None, nms_threshold=0.5, max_batches=N
         X, Y, M, pad = _unpack(batch)
         keep = X.shape[0] - pad
         det, masks = detect(net, X, device, nms_threshold)
-        lab = _host(Y)[:keep]
+        lab = host(Y)[:keep]
         dets.append(det[:keep])
         labels.append(lab)
         if M is not None and masks is not None:
-            o, b = _match_masks(det[:keep], masks[:keep], lab, _host(M)[:keep])
+            o, b = _match_masks(det[:keep], masks[:keep], lab, host(M)[:keep])
             ours.append(o)
             base.append(b)
     m = max(l.shape[1] for l in labels)
@@ -876,79 +874,65 @@ def train_faster_rcnn(net, train_iter, num_epochs, trainer=None, devices=None, v
     epoch), ``mask_iou`` / ``mask_iou_box`` (last validation, with masks) and ``history``.
     """
     from .devices import resolve_devices
-    from .ssd import _initialized
-    from .train import Accumulator, Timer
-    from .plot import Animator
+    from .train import fit
     devices = resolve_devices(devices)
-    if not _initialized(net):
+    if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     if hybridize:
         net.hybridize(static_alloc=True)
     if trainer is None:
         trainer = gluon.Trainer(net.collect_params(), optimizer,
                                 {'learning_rate': lr, 'wd': wd})
-    legend = ['rpn loss', 'head loss', 'head class err'] + (
-        ['val mAP@0.5'] if val_iter is not None else [])
-    if animator is None:
-        animator = Animator(xlabel='epoch', xlim=[1, max(num_epochs, 2)], legend=legend,
-                            save_path=save_path)
-    map_every = map_every or num_epochs
     rng = onp.random.default_rng(seed)
-    timer, examples = Timer(), 0
-    map_history, loss_history, val, point = [], [], None, {}
-    for epoch in range(num_epochs):
+
+    def step(batch, trainer):
+        X, Y, M = batch if len(batch) > 2 else (*batch, None)
+        with autograd.record():
+            outs = [faster_rcnn_loss(net, *s, rng=rng) for s in _split(X, Y, M, devices)]
+        for loss, _ in outs:
+            loss.backward()
+        trainer.step(X.shape[0])
         # rpn, head, mask loss sums, correct regions, sampled regions, positives, examples
-        metric = Accumulator(7)
-        timer.start()
-        if hasattr(train_iter, 'reset'):
-            train_iter.reset()
-        for i, batch in enumerate(train_iter):
-            if max_batches and i >= max_batches:
-                break
-            X, Y, M, _ = _unpack(batch)
-            shards = _split(X, Y, M, devices)
-            with autograd.record():
-                outs = [faster_rcnn_loss(net, *s, rng=rng) for s in shards]
-            for loss, _ in outs:
-                loss.backward()
-            trainer.step(X.shape[0])
-            for _, sums in outs:
-                metric.add(*[s.as_in_ctx(devices[0]) if hasattr(s, 'as_in_ctx') else s
-                             for s in sums], 0)
-            metric.add(*([0] * 6), X.shape[0])
-        n = max(metric[6], 1)
-        point = {'rpn_loss': metric[0] / n, 'head_loss': metric[1] / n,
-                 'mask_loss': metric[2] / n, 'head_err': 1 - metric[3] / max(metric[4], 1)}
-        timer.stop()
-        examples += metric[6]
-        loss_history.append(point['rpn_loss'] + point['head_loss'] + point['mask_loss'])
-        y = (point['rpn_loss'], point['head_loss'], point['head_err'])
-        if val_iter is not None and ((epoch + 1) % map_every == 0 or epoch + 1 == num_epochs):
-            val = evaluate_rcnn(net, val_iter, devices)
-            map_history.append((epoch + 1, val['map50']))
-            y += (val['map50'],)
-        elif val_iter is not None:
-            y += (None,)
-        animator.add(epoch + 1, y)
-    seconds = timer.sum()
-    speed = examples / seconds if seconds else float('nan')
-    if verbose:
-        print(f"rpn loss {point['rpn_loss']:.3f}, head loss {point['head_loss']:.3f}, "
-              f"head class err {point['head_err']:.3f}"
-              + (f", mask loss {point['mask_loss']:.3f}" if net.mask_head is not None else ''))
-        if val is not None:
-            print(f"val mAP@0.5 {val['map50']:.3f}" + (
-                f", mask IoU {val['mask_iou']:.3f} (filled boxes: {val['mask_iou_box']:.3f})"
-                if 'mask_iou' in val else ''))
-        print(f'{speed:.1f} examples/sec on {devices}')
-    flush = getattr(animator, 'flush', None)
-    if flush:
-        flush()
-    result = dict(point, examples_per_sec=speed, seconds=seconds, epochs=num_epochs,
-                  val_map=val['map50'] if val else None, map_history=map_history,
-                  loss_history=loss_history, history=animator.history)
-    if val and 'mask_iou' in val:
-        result.update(mask_iou=val['mask_iou'], mask_iou_box=val['mask_iou_box'])
+        return [sum(s.as_in_ctx(devices[0]) if hasattr(s, 'as_in_ctx') else s
+                    for s in column) for column in zip(*(sums for _, sums in outs))] + \
+            [X.shape[0]]
+
+    def metrics(s):
+        n = max(s[6], 1)
+        point = {'rpn_loss': s[0] / n, 'head_loss': s[1] / n, 'mask_loss': s[2] / n,
+                 'head_err': 1 - s[3] / np.maximum(s[4], 1)}
+        return dict(point, loss=point['rpn_loss'] + point['head_loss'] + point['mask_loss'])
+
+    def evaluate(net):
+        val = evaluate_rcnn(net, val_iter, devices)
+        return {k: val[k] for k in ('map50', 'mask_iou', 'mask_iou_box') if k in val}
+
+    def summary(r):
+        lines = [f"rpn loss {r['rpn_loss']:.3f}, head loss {r['head_loss']:.3f}, "
+                 f"head class err {r['head_err']:.3f}"
+                 + (f", mask loss {r['mask_loss']:.3f}" if net.mask_head is not None else '')]
+        if r.get('map50') is not None:
+            lines.append(f"val mAP@0.5 {r['map50']:.3f}" + (
+                f", mask IoU {r['mask_iou']:.3f} (filled boxes: {r['mask_iou_box']:.3f})"
+                if 'mask_iou' in r else ''))
+        return lines
+
+    r = fit(net, train_iter, step, trainer, epochs=num_epochs, devices=devices,
+            metrics=metrics, curves={'rpn_loss': 'rpn loss', 'head_loss': 'head loss',
+                                     'head_err': 'head class err'},
+            evaluate=evaluate if val_iter is not None else None,
+            eval_curves={'map50': 'val mAP@0.5'}, eval_every=map_every or num_epochs,
+            summary=summary, animator=animator, reports_per_epoch=1,
+            animator_kw={'xlim': [1, max(num_epochs, 2)]}, save_path=save_path,
+            max_batches=max_batches, progress=False, verbose=verbose)
+    val = [(e['epoch'], e['map50']) for e in r['log'] if e.get('map50') is not None]
+    last = r['log'][-1]
+    result = {k: r[k] for k in ('rpn_loss', 'head_loss', 'mask_loss', 'head_err',
+                                'examples_per_sec', 'seconds', 'history')}
+    result.update(epochs=num_epochs, val_map=val[-1][1] if val else None, map_history=val,
+                  loss_history=[e['loss'] for e in r['log']])
+    if 'mask_iou' in last:
+        result.update(mask_iou=last['mask_iou'], mask_iou_box=last['mask_iou_box'])
     return result
 
 

@@ -24,6 +24,7 @@ import random
 import numpy as onp
 from mxnet import gluon, np
 
+from ._arrays import host
 from .hub import download_extract
 from .train import get_dataloader_workers
 
@@ -31,7 +32,7 @@ __all__ = ['VOC_COLORMAP', 'VOC_CLASSES', 'IGNORE_LABEL', 'VOID_COLOR', 'RGB_MEA
            'read_voc_images', 'read_voc_label', 'build_colormap2label', 'voc_colormap2label',
            'ColormapTable', 'voc_label_indices', 'voc_rand_crop', 'normalize_image',
            'VOCSegDataset', 'load_data_voc', 'voc_split_names', 'segmentation_confusion',
-           'pixel_accuracy', 'mean_iou', 'VOCFormatError']
+           'pixel_accuracy', 'mean_iou', 'VOCFormatError', 'voc_palette']
 
 VOC_COLORMAP = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
                 [0, 0, 128], [128, 0, 128], [0, 128, 128], [128, 128, 128],
@@ -39,6 +40,22 @@ VOC_COLORMAP = [[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0],
                 [64, 0, 128], [192, 0, 128], [64, 128, 128], [192, 128, 128],
                 [0, 64, 0], [128, 64, 0], [0, 192, 0], [128, 192, 0],
                 [0, 64, 128]]
+
+
+def voc_palette():
+    """VOC's 256-entry palette ``(256, 3)`` uint8 (index 0 black, 255 = (224, 224, 192)):
+    ``VOC_COLORMAP`` is its first 21 rows, and ``label2image`` colours void pixels (255) with it.
+
+    The colour of index ``i`` spreads its bits over the three channels, from the high bit
+    down: bit ``3k`` goes to red bit ``7-k``, ``3k+1`` to green, ``3k+2`` to blue.
+    """
+    idx = onp.arange(256)
+    pal = onp.zeros((256, 3), dtype=onp.int64)
+    for k in range(8):  # eight bit triplets of the index (a constant loop, not over data)
+        for c in range(3):
+            pal[:, c] |= ((idx >> (3 * k + c)) & 1) << (7 - k)
+    return pal.astype(onp.uint8)
+
 
 VOC_CLASSES = ['background', 'aeroplane', 'bicycle', 'bird', 'boat',
                'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
@@ -199,7 +216,7 @@ class ColormapTable:
         return len(self.keys)
 
     def __getitem__(self, idx):
-        idx = onp.asarray(idx.asnumpy() if hasattr(idx, 'asnumpy') else idx, onp.int64)
+        idx = host(idx, onp.int64)
         pos = onp.clip(onp.searchsorted(self.keys, idx), 0, len(self.keys) - 1)
         found = self.keys[pos] == idx
         return onp.where(found, self.labels[pos], onp.float32(self.missing)).astype(
@@ -345,9 +362,8 @@ def segmentation_confusion(pred, label, num_classes=21, ignore_label=IGNORE_LABE
     NumPy or ``mxnet.np``. Pixels labelled ``ignore_label`` are skipped; a label or
     prediction outside ``[0, num_classes)`` otherwise raises.
     """
-    pred = onp.asarray(pred.asnumpy() if hasattr(pred, 'asnumpy') else pred).astype(onp.int64)
-    label = onp.asarray(label.asnumpy() if hasattr(label, 'asnumpy') else label).astype(
-        onp.int64)
+    pred = host(pred, None).astype(onp.int64)
+    label = host(label, None).astype(onp.int64)
     if pred.shape != label.shape:
         raise ValueError(f'pred {pred.shape} and label {label.shape} shapes differ')
     keep = label != ignore_label

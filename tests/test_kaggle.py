@@ -14,6 +14,7 @@ from PIL import Image
 import d2lcv
 from d2lcv import hub, kaggle as K
 from d2lcv.synth import kaggle as SK
+from d2lcv.synth.baselines import read_image_folder
 
 CPU = [mx.cpu()]
 
@@ -187,7 +188,7 @@ def test_reorg_twice_is_idempotent_and_copies_nothing(tmp_path, monkeypatch):
     assert K.reorg_cifar10_data(d, 0.3) == 2
     first = tree(os.path.join(d, 'train_valid_test'))
     calls = []
-    monkeypatch.setattr(K, 'copyfile', lambda *a: calls.append(a))
+    monkeypatch.setattr(K.reorg, 'copyfile', lambda *a: calls.append(a))
     assert K.reorg_train_valid(d, labels, 0.3) == 2
     assert K.reorg_test(d) == 3
     assert calls == []
@@ -229,11 +230,11 @@ def test_reorg_interrupted_run_leaves_previous_split_intact(tmp_path, monkeypatc
             raise KeyboardInterrupt
         real(*a)
 
-    monkeypatch.setattr(K, 'copyfile', failing)
+    monkeypatch.setattr(K.reorg, 'copyfile', failing)
     with pytest.raises(KeyboardInterrupt):
         K.reorg_train_valid(d, UNEVEN, 0.1)
     assert tree(os.path.join(d, 'train_valid_test')) == before
-    monkeypatch.setattr(K, 'copyfile', real)
+    monkeypatch.setattr(K.reorg, 'copyfile', real)
     K.reorg_train_valid(d, UNEVEN, 0.1)
     assert split_counts(d) == reference_split(UNEVEN, 0.1)[1]
 
@@ -704,7 +705,25 @@ def test_section_runs_write_submission_and_metrics(tmp_path, monkeypatch, name, 
     for f in files:
         assert os.path.exists(rep.path(f))
     assert sec['metrics']['submission_rows'] == (5 if name == 'kaggle_cifar10' else 20)
-    assert 0 <= sec['metrics']['valid_acc'] <= 1
+    # the held-out figures are counts over exactly the organised valid/ images: the model's
+    # accuracy is k / n_valid, and the baseline is the colour-histogram 1-NN recomputed here
+    (split,) = [os.path.join(r, 'train_valid_test') for r, dirs, _ in
+                os.walk(str(tmp_path / 'data')) if 'train_valid_test' in dirs]
+    vx, vy, classes = read_image_folder(os.path.join(split, 'valid'))
+    assert len(vy) == sec['metrics']['n_valid_per_label'] * len(classes)
+    k = sec['metrics']['valid_acc'] * len(vy)
+    assert abs(k - round(k)) < 1e-6, (k, len(vy))
+    tx, ty, _ = read_image_folder(os.path.join(split, 'train'))
+    def hist(im):   # joint 8x8x8 RGB histogram, the obvious way
+        h, _ = onp.histogramdd(im.reshape(-1, 3).astype(float), bins=(8, 8, 8),
+                               range=[(0, 256)] * 3)
+        return h.ravel() / h.sum()
+    th = onp.array([hist(im) for im in tx])
+    nearest = [onp.argmin([((a - b) ** 2 / (a + b + 1e-12)).sum() for b in th])
+               for a in (hist(im) for im in vx)]   # 1-NN, chi-squared distance
+    expected = float((ty[nearest] == vy).mean())
+    assert sec['metrics']['baseline_valid_acc'] == round(expected, 4)
+    assert sec['metrics']['chance_acc'] == 1 / len(classes)
     assert any('synthetic twin' in n for n in sec['notes'])
     if name == 'kaggle_dog':
         from d2lcv.weights import source_path

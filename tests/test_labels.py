@@ -45,7 +45,7 @@ def _good_values():
 
 def test_valid_voc_labels_load_exactly(tmp_path):
     voc, _ = _voc(tmp_path, _palette(_good_values()))
-    ds = d2lcv.VOCSegDataset(True, (40, 40), voc, verbose=False)
+    ds = segmentation.VOCSegDataset(True, (40, 40), voc, verbose=False)
     onp.testing.assert_array_equal(ds.labels[0], _good_values())
 
 
@@ -66,7 +66,7 @@ def test_voc_label_values_outside_the_classes_are_refused(tmp_path, case):
     with pytest.raises(segmentation.VOCFormatError,
                        match=rf'{path}: 1 pixel\(s\) have label values \[{bad}\] \(first at '
                              r'row 10, column 11\)'):
-        d2lcv.VOCSegDataset(True, (32, 32), voc, verbose=False)
+        segmentation.VOCSegDataset(True, (32, 32), voc, verbose=False)
     with pytest.raises(segmentation.VOCFormatError, match=path):
         segmentation.read_voc_label(path)
 
@@ -76,14 +76,14 @@ def test_voc_rgb_label_with_off_palette_colours_is_refused(tmp_path):
     rgb[_good_values() == 255] = segmentation.VOID_COLOR
     ok_voc, _ = _voc(tmp_path / 'ok', Image.fromarray(rgb))
     onp.testing.assert_array_equal(
-        d2lcv.VOCSegDataset(True, (40, 40), ok_voc, verbose=False).labels[0], _good_values())
+        segmentation.VOCSegDataset(True, (40, 40), ok_voc, verbose=False).labels[0], _good_values())
     off = rgb.astype(onp.int64)
     off[..., 0] = onp.clip(off[..., 0] + 1, 0, 255)  # every colour off by one
     voc, path = _voc(tmp_path / 'off', Image.fromarray(off.astype(onp.uint8)))
     with pytest.raises(segmentation.VOCFormatError,
                        match=rf'{path}: 1600 of 1600 pixels have colours that are not in the '
                              r'VOC colormap \(first \(1, 0, 0\) at row 0, column 0\)'):
-        d2lcv.VOCSegDataset(True, (32, 32), voc, verbose=False)
+        segmentation.VOCSegDataset(True, (32, 32), voc, verbose=False)
 
 
 # ---------------------------------------------------------------------- RecordIO bananas
@@ -172,11 +172,11 @@ def test_bad_image_in_a_folder_is_named(tmp_path, damage, word):
     bad = root / 'train' / 'not-hotdog' / '1.jpg'
     bad.write_bytes(damage(bad.read_bytes()))
     with pytest.raises(ValueError, match=rf'{bad}: {word}'):
-        d2lcv.hotdog_datasets(str(root))
+        d2lcv.finetune.hotdog_datasets(str(root))
 
 
 def test_good_image_folder_loads(tmp_path):
-    train, test = d2lcv.hotdog_datasets(str(_hotdog(tmp_path)))
+    train, test = d2lcv.finetune.hotdog_datasets(str(_hotdog(tmp_path)))
     assert (len(train), len(test)) == (4, 4)
     assert train[3][0].shape == (48, 48, 3) and train[3][1] == 1
 

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from d2lcv.launch import LaunchError, launch
-from d2lcv import launch as L
+from d2lcv.dist.launch import LaunchError, launch
+from d2lcv.dist import launch as L
 
 PY = sys.executable
 pytestmark = pytest.mark.skipif(not sys.platform.startswith('linux'), reason='/proc')
@@ -129,7 +129,7 @@ def test_sys_exit_after_create_kvstore_ends_the_job(tmp_path):
 
 def _cli_launch(tmp_path, mark, command, **kw):
     env = dict(os.environ, D2LCV_TEST_MARK=mark, PYTHONPATH=os.pathsep.join(sys.path))
-    return subprocess.Popen([PY, '-m', 'd2lcv.launch', '-n', '1', '-s', '1', '--timeout', '120',
+    return subprocess.Popen([PY, '-m', 'd2lcv.dist.launch', '-n', '1', '-s', '1', '--timeout', '120',
                              '--', *command], env=env, **kw)
 
 
@@ -172,7 +172,7 @@ def test_closed_stdout_stops_the_job(tmp_path):
 
 _PEAK = textwrap.dedent('''
     import os, resource, sys
-    from d2lcv.launch import launch
+    from d2lcv.dist.launch import launch
     n = int(sys.argv[1])
     worker = ("import sys; w = sys.stdout.buffer; "
               f"[w.write(b'x' * (1 << 20)) for _ in range({n})]; w.write(b'\\\\nend\\\\n')")

@@ -58,8 +58,8 @@ def _sha1(path):
 
 
 def test_exports_and_table():
-    assert d2lcv.get_pretrained is get_pretrained
-    assert issubclass(d2lcv.PretrainedWeightsMissing, FileNotFoundError)
+    assert d2lcv.models.get_pretrained is get_pretrained
+    assert issubclass(d2lcv.models.PretrainedWeightsMissing, FileNotFoundError)
     # ERRATA's sha1s for the chapter's three models
     assert ZOO_SHA1['resnet18_v2'] == 'a81db45fd7b7a2d12ab97cd88ef0a5ac48b8f657'
     assert ZOO_SHA1['resnet34_v2'] == '9d6b80bbc35169de6b6edecffdd6047c56fdd322'

@@ -1,8 +1,8 @@
 """Every notebook opens from a folder outside the repository and runs in tiny mode.
 
 Each is copied into a temporary folder and executed there, as a reader who downloaded one
-notebook would: paths resolve through the package (``d2l.img_path``), data go to the one
-data folder (``d2l.data_dir()``), nothing lands next to the notebook.
+notebook would: paths resolve through the package (``d2l.hub.img_path``), data go to the one
+data folder (``d2l.hub.data_dir()``), nothing lands next to the notebook.
 """
 import glob
 import json
@@ -37,7 +37,7 @@ def test_notebook_opens_with_its_book_section_and_the_tiny_cell(path):
     assert cells[0]['cell_type'] == 'markdown' and title.startswith('# 13.')
     assert re.search(r'https://d2l\.ai/chapter_computer-vision/[a-z0-9-]+\.html', title)
     setup = _text(cells[1])
-    assert cells[1]['cell_type'] == 'code' and 'd2l.setup()' in setup
+    assert cells[1]['cell_type'] == 'code' and 'd2l.notebook.setup()' in setup
     words = sum(len(_text(c).split()) for c in cells if c['cell_type'] == 'markdown')
     assert words >= 250, f'{words} words of explanation'
     for c in cells:
@@ -53,7 +53,7 @@ def test_setup_turns_tiny_mode_on_when_offline(monkeypatch, capsys):
     assert notebook.setup() is True and os.environ['D2LCV_TINY'] == '1'
     out = capsys.readouterr().out
     assert out.startswith('d2lcv: tiny mode ON (the data server is not reachable)')
-    assert 'd2l.setup(tiny=False)' in out
+    assert 'd2l.notebook.setup(tiny=False)' in out
     monkeypatch.setattr(notebook, 'online', lambda *a, **k: True)
     monkeypatch.delenv('D2LCV_TINY')
     assert notebook.setup() is False and os.environ['D2LCV_TINY'] == '0'

@@ -76,7 +76,7 @@ def test_hotdog_variants(cache):
     bns = [b for b in _blocks(frozen.features) if isinstance(b, nn.BatchNorm)]
     assert len(bns) == 49 and all(b._kwargs['use_global_stats'] for b in bns)
     # frozen features are exactly ImageNet's: the same pooled features as the source net
-    src = d2lcv.get_pretrained('efficientnet_lite0')
+    src = d2lcv.models.get_pretrained('efficientnet_lite0')
     onp.testing.assert_allclose(frozen.features(X).asnumpy(), src.features(X).asnumpy(),
                                 rtol=1e-5, atol=1e-5)
 
@@ -102,7 +102,7 @@ def test_dog_net_on_frozen_imagenet_features(cache):
     net = kaggle.get_net_dog([mx.cpu()], 5, backbone='efficientnet_lite0', pretrained=True)
     X = _x((3, 3, 64, 64))
     assert net(X).shape == (3, 5)
-    src = d2lcv.get_pretrained('efficientnet_lite0')
+    src = d2lcv.models.get_pretrained('efficientnet_lite0')
     onp.testing.assert_allclose(net.features(X).asnumpy(), src.features(X).asnumpy(),
                                 rtol=1e-5, atol=1e-5)
     rand = kaggle.get_net_dog([mx.cpu()], 5, backbone='efficientnet_lite0', pretrained=False)
@@ -111,7 +111,7 @@ def test_dog_net_on_frozen_imagenet_features(cache):
 
 @pytest.mark.slow
 def test_compare_imagenet_runs_every_variant(cache, tmp_path):
-    twin = d2lcv.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=16, num_test=8,
+    twin = d2lcv.hub.synth_twin('hotdog', root=str(tmp_path / 'twin'), num_train=16, num_test=8,
                             min_size=32, max_size=48)
     r = finetune.compare_imagenet(num_epochs=1, batch_size=8, size=32, seeds=(0, 1),
                                   data_dir=twin, verbose=False)

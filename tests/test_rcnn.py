@@ -4,7 +4,7 @@ import numpy as onp
 import pytest
 from mxnet import np, npx
 
-from d2lcv import anchors_ref as R
+import anchors_ref as R  # the slow loop oracle, tests/anchors_ref.py
 from d2lcv import rcnn
 
 npx.set_np()

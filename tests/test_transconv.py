@@ -32,19 +32,19 @@ K = np.array([[0., 1.], [2., 3.]])
 
 def test_chapter_basic_example():
     expect = [[0., 0., 1.], [0., 4., 6.], [4., 12., 9.]]
-    onp.testing.assert_array_equal(d2l.trans_conv(X, K).asnumpy(), expect)
+    onp.testing.assert_array_equal(d2l.transconv.trans_conv(X, K).asnumpy(), expect)
     onp.testing.assert_array_equal(
         _layer(K)(X.reshape(1, 1, 2, 2)).asnumpy(), onp.array(expect)[None, None])
 
 
 def test_chapter_padding_example():
-    assert d2l.trans_conv(X, K, padding=1).asnumpy().tolist() == [[4.]]
+    assert d2l.transconv.trans_conv(X, K, padding=1).asnumpy().tolist() == [[4.]]
     assert _layer(K, padding=1)(X.reshape(1, 1, 2, 2)).asnumpy().tolist() == [[[[4.]]]]
 
 
 def test_chapter_stride_example():
     expect = [[0., 0., 0., 1.], [0., 0., 2., 3.], [0., 2., 0., 3.], [4., 6., 6., 9.]]
-    onp.testing.assert_array_equal(d2l.trans_conv(X, K, stride=2).asnumpy(), expect)
+    onp.testing.assert_array_equal(d2l.transconv.trans_conv(X, K, stride=2).asnumpy(), expect)
     onp.testing.assert_array_equal(_layer(K, strides=2)(X.reshape(1, 1, 2, 2)).asnumpy(),
                                    onp.array(expect)[None, None])
 
@@ -55,7 +55,8 @@ def test_chapter_stride_example():
 def test_trans_conv_random_against_slow_and_layer(shape, kshape, padding, stride):
     rng = onp.random.default_rng(sum(shape) + stride)
     Xr, Kr = rng.normal(size=shape), rng.normal(size=kshape)
-    got = d2l.trans_conv(np.array(Xr), np.array(Kr), padding=padding, stride=stride).asnumpy()
+    got = d2l.transconv.trans_conv(np.array(Xr), np.array(Kr), padding=padding,
+                                   stride=stride).asnumpy()
     onp.testing.assert_allclose(got, _slow_trans_conv(Xr, Kr, padding, stride), atol=1e-5)
     layer = _layer(np.array(Kr, dtype='float32'), padding=padding, strides=stride)
     onp.testing.assert_allclose(
@@ -66,7 +67,7 @@ def test_trans_conv_random_against_slow_and_layer(shape, kshape, padding, stride
 
 def test_trans_conv_padding_too_large():
     with pytest.raises(ValueError, match='padding'):
-        d2l.trans_conv(X, K, padding=2)
+        d2l.transconv.trans_conv(X, K, padding=2)
 
 
 def test_channels_shape_roundtrip():
@@ -85,14 +86,14 @@ def test_kernel2matrix_chapter_example():
     X3 = np.arange(9).reshape(3, 3)
     Y = d2l.corr2d(X3, K)
     assert Y.asnumpy().tolist() == [[19., 25.], [37., 43.]]
-    W = d2l.kernel2matrix(K)
+    W = d2l.transconv.kernel2matrix(K)
     expect = [[0., 1., 0., 2., 3., 0., 0., 0., 0.],
               [0., 0., 1., 0., 2., 3., 0., 0., 0.],
               [0., 0., 0., 0., 1., 0., 2., 3., 0.],
               [0., 0., 0., 0., 0., 1., 0., 2., 3.]]
     onp.testing.assert_array_equal(W.asnumpy(), expect)
     assert (Y == np.dot(W, X3.reshape(-1).astype('float32')).reshape(2, 2)).all()
-    Yt = d2l.trans_conv(X, K)
+    Yt = d2l.transconv.trans_conv(X, K)
     assert (Yt == np.dot(W.T, X.reshape(-1)).reshape(3, 3)).all()
 
 
@@ -102,13 +103,13 @@ def test_kernel2matrix_general_transposition():
     for (H, Wd), (h, w) in [((5, 6), (2, 3)), ((4, 4), (4, 4)), ((3, 7), (1, 2))]:
         Kr = rng.normal(size=(h, w)).astype(onp.float32)
         Xr = rng.normal(size=(H, Wd)).astype(onp.float32)
-        Wm = d2l.kernel2matrix(np.array(Kr), (H, Wd)).asnumpy()
+        Wm = d2l.transconv.kernel2matrix(np.array(Kr), (H, Wd)).asnumpy()
         assert Wm.shape == ((H - h + 1) * (Wd - w + 1), H * Wd)
         conv = d2l.corr2d(np.array(Xr), np.array(Kr)).asnumpy()
         onp.testing.assert_allclose(Wm @ Xr.ravel(), conv.ravel(), atol=1e-5)
         Yr = rng.normal(size=conv.shape).astype(onp.float32)
         onp.testing.assert_allclose(
             (Wm.T @ Yr.ravel()).reshape(H, Wd),
-            d2l.trans_conv(np.array(Yr), np.array(Kr)).asnumpy(), atol=1e-5)
+            d2l.transconv.trans_conv(np.array(Yr), np.array(Kr)).asnumpy(), atol=1e-5)
     with pytest.raises(ValueError, match='larger'):
-        d2l.kernel2matrix(K, (1, 3))
+        d2l.transconv.kernel2matrix(K, (1, 3))

@@ -9,8 +9,8 @@ end) are allowed; any other read is a failure, reported with
 the line of d2lcv that made it. On a GPU each of those reads is a device->host copy and a
 full synchronisation of the step.
 
-The gate is checked against itself: with a backend that copies the labels to the host (the
-old ``_host`` path of ``d2lcv.anchors``) the same count is not zero.
+The gate is checked against itself: with operators that copy the labels to the host (the
+old host path of ``d2lcv.anchors``) the same count is not zero.
 """
 import collections
 import contextlib
@@ -120,9 +120,9 @@ def _batches(seed=0):
     return out
 
 
-def _train(backend, monkeypatch):
+def _train(impl, monkeypatch):
     data = _batches()
-    net = ssd.TinySSD(1, backend=backend)
+    net = ssd.TinySSD(1, impl=impl)
     mx.random.seed(0)
     with count_transfers(monkeypatch) as counter:
         ssd.train_ssd(net, data, EPOCHS, devices=[mx.cpu(0), mx.cpu(1)], lr=0.05,
@@ -137,7 +137,7 @@ class _NoAnimator:
         pass
 
 
-def _host_copy_backend():
+def _host_copy_impl():
     """The old default: ``multibox_target`` on NumPy copies of the device's arrays."""
     def multibox_target(anchors, labels, cls_preds, **kw):
         out = A.multibox_target(anchors.asnumpy(), labels.asnumpy(), None, impl='d2lcv', **kw)
@@ -148,9 +148,9 @@ def _host_copy_backend():
                                  multibox_detection=ops.multibox_detection)
 
 
-@pytest.mark.parametrize('backend', ['d2lcv', 'npx', None])
-def test_no_host_reads_in_training_steps(backend, monkeypatch):
-    counter = _train(backend, monkeypatch)
+@pytest.mark.parametrize('impl', ['d2lcv', 'npx', None])
+def test_no_host_reads_in_training_steps(impl, monkeypatch):
+    counter = _train(impl, monkeypatch)
     assert not counter.unexpected(), (
         f'device->host reads outside the metric reads: {dict(counter.unexpected())}')
     # the metric reads happened, and are few: 4 sums 5 times an epoch, 5 at its end
@@ -158,7 +158,7 @@ def test_no_host_reads_in_training_steps(backend, monkeypatch):
 
 
 def test_the_gate_catches_a_host_copy(monkeypatch):
-    counter = _train(_host_copy_backend(), monkeypatch)
+    counter = _train(_host_copy_impl(), monkeypatch)
     reads = counter.unexpected()
     # two shards per step, each copying anchors and labels
     assert sum(reads.values()) >= EPOCHS * BATCHES * 2 * 2, reads

@@ -107,6 +107,29 @@ def _dog_labels_shifted():
     return patched(Q, 'dog_train_labels', lambda y: (y + 1) % Q.DOG_BUDGET['breeds'])
 
 
+def _voc_train_labels_shifted():
+    # every training label one class on (background -> aeroplane, ...), void kept
+    from d2lcv import segmentation
+    orig = segmentation.VOCSegDataset.__getitem__
+
+    def getitem(self, idx):
+        x, y = orig(self, idx)
+        return x, onp.where(y == 255, y, (y + 1) % 21).astype(y.dtype)
+    return patched(segmentation.VOCSegDataset, '__getitem__', getitem)
+
+
+@contextlib.contextmanager
+def _voc_channels_swapped():
+    # BGR into the RGB ImageNet backbone, in training and prediction alike
+    from d2lcv import fcn, segmentation
+    orig = segmentation.normalize_image
+
+    def bgr(img):
+        return orig(img[..., ::-1])
+    with patched(segmentation, 'normalize_image', bgr), patched(fcn, 'normalize_image', bgr):
+        yield
+
+
 BREAKAGES = {
     'ssd:none': (lambda: contextlib.nullcontext(), {}),
     'ssd:loss_zero': (lambda: _ssd_loss_times(0.0), {}),
@@ -124,6 +147,11 @@ BREAKAGES = {
     'dog:random_weights': (_dog_random_weights, {}),
     'dog:train_labels_shifted': (_dog_labels_shifted, {}),
     'dog:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'voc:none': (lambda: contextlib.nullcontext(), {}),
+    'voc:train_labels_shifted': (_voc_train_labels_shifted, {}),
+    'voc:channels_swapped': (_voc_channels_swapped, {}),
+    'voc:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'voc:random_backbone': (lambda: contextlib.nullcontext(), {'pretrained': False}),
 }
 
 
@@ -140,6 +168,14 @@ def run(name):
             floor = r['baseline_acc'] + Q.DOG_MARGIN
             ok = r['test_acc'] >= floor
             level = f'test acc {r["test_acc"]:.3f} (floor baseline + {Q.DOG_MARGIN} = {floor:.3f})'
+        elif gate == 'voc':
+            change = dict(budget_change)
+            pretrained = change.pop('pretrained', True)
+            r = Q.voc_gate(tmp, dict(Q.VOC_BUDGET, **change), pretrained=pretrained)
+            ok = r['miou_present'] >= Q.VOC_MIOU_FLOOR
+            level = (f'mIoU over label classes {r["miou_present"]:.3f} (all predicted '
+                     f'{r["miou"]:.3f}), pixel acc {r["pixel_acc"]:.3f} '
+                     f'(floor {Q.VOC_MIOU_FLOOR}; baseline {r["baseline_miou"]:.3f})')
         else:
             r = Q.cifar_gate(tmp, dict(Q.CIFAR_BUDGET, **budget_change))
             ok = r['test_acc'] >= Q.CIFAR_ACC_FLOOR

@@ -1,15 +1,17 @@
 """Section runs for ``d2lcv run``: one module per section, discovered automatically.
 
 A section module defines ``NAME`` (the command-line name, e.g. ``'augment'``), ``SECTION``
-(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(ctx)``, where ``ctx`` is a :class:`RunContext`.
-``run`` trains or computes on ``ctx.tiny`` data, adds figures and metrics to ``ctx.report``
-and returns nothing. ``d2lcv run all`` runs every section in chapter order.
+(``'13.1'``), ``TITLE``, ``OPTIONS`` and ``run(run)``, where the argument ``run`` is a
+:class:`RunContext` (this run's report, devices, data size and options; ``ctx`` is kept for
+MXNet's device contexts). ``run`` trains or computes on ``run.tiny`` data, adds figures and
+metrics to ``run.report`` and returns nothing. ``d2lcv run all`` runs every section in
+chapter order.
 
 ``OPTIONS`` declares what ``--set KEY=VALUE`` may set for that section, as
 ``{key: (type, help)}`` with a type from this module (:func:`pos_int`, :func:`flag`, ...) or
 any callable ``str -> value`` raising ``ValueError``. The CLI checks every ``--set`` against
-it before any section starts, so ``ctx.options`` only ever holds declared keys, already
-converted; a section reads ``ctx.options.get(key, default)``. One name per meaning across
+it before any section starts, so ``run.options`` only ever holds declared keys, already
+converted; a section reads ``run.options.get(key, default)``. One name per meaning across
 sections: ``num_epochs``, ``batch_size``, ``lr``, ``num_train``... A section that reads an
 option must declare it (tests/test_cli.py checks the sources).
 """
@@ -21,7 +23,8 @@ import typing
 
 __all__ = ['RunContext', 'sections', 'find_section', 'validate_options', 'OptionError',
            'pos_int', 'nonneg_int', 'pos_float', 'nonneg_float', 'fraction', 'flag', 'text',
-           'choice', 'size2']
+           'choice', 'size2', 'options_of', 'describe_options', 'report_kaggle_baseline',
+           'kaggle_options', 'report_kaggle_outputs']
 
 
 class OptionError(ValueError):
@@ -36,55 +39,26 @@ def _number(value, cast):
                          ) from None
 
 
-def pos_int(value):
-    """An integer >= 1 (epochs, batch sizes, image counts)."""
-    v = _number(value, int)
-    if v < 1:
-        raise ValueError(f'must be at least 1, got {v}')
-    return v
+def _ranged(cast, ok, needs, kind, doc):
+    """An option type: the value read with ``cast`` (int or float), then ``ok(value)`` checked
+    (``needs`` says what it must be in the error)."""
+    def check(value):
+        v = _number(value, cast)
+        if not ok(v):  # NaN fails every comparison, so it is refused too
+            raise ValueError(f'must be {needs}, got {v}')
+        return v
+    check.kind, check.__doc__ = kind, doc
+    return check
 
 
-pos_int.kind = 'integer >= 1'
-
-
-def nonneg_int(value):
-    v = _number(value, int)
-    if v < 0:
-        raise ValueError(f'must be >= 0, got {v}')
-    return v
-
-
-nonneg_int.kind = 'integer >= 0'
-
-
-def pos_float(value):
-    v = _number(value, float)
-    if not v > 0:
-        raise ValueError(f'must be > 0, got {v}')
-    return v
-
-
-pos_float.kind = 'number > 0'
-
-
-def nonneg_float(value):
-    v = _number(value, float)
-    if not v >= 0:
-        raise ValueError(f'must be >= 0, got {v}')
-    return v
-
-
-nonneg_float.kind = 'number >= 0'
-
-
-def fraction(value):
-    v = _number(value, float)
-    if not 0 < v < 1:
-        raise ValueError(f'must be strictly between 0 and 1, got {v}')
-    return v
-
-
-fraction.kind = 'number in (0, 1)'
+pos_int = _ranged(int, lambda v: v >= 1, 'at least 1', 'integer >= 1',
+                  'An integer >= 1 (epochs, batch sizes, image counts).')
+nonneg_int = _ranged(int, lambda v: v >= 0, '>= 0', 'integer >= 0', 'An integer >= 0.')
+pos_float = _ranged(float, lambda v: v > 0, '> 0', 'number > 0', 'A number > 0 (rates).')
+nonneg_float = _ranged(float, lambda v: v >= 0, '>= 0', 'number >= 0',
+                       'A number >= 0 (weight decay).')
+fraction = _ranged(float, lambda v: 0 < v < 1, 'strictly between 0 and 1', 'number in (0, 1)',
+                   'A number strictly between 0 and 1 (shares).')
 
 
 def flag(value):
@@ -116,7 +90,7 @@ def choice(*values):
         if value not in values:
             raise ValueError(f'must be one of {", ".join(values)}; got {value!r}')
         return value
-    cast.kind = ' | '.join(values)
+    cast.kind, cast.choices = ' | '.join(values), values
     return cast
 
 
@@ -145,6 +119,53 @@ class RunContext:
     @property
     def out_dir(self):
         return self.report.out_dir
+
+
+def kaggle_options(defaults, held_out, **own):
+    """``OPTIONS`` of a Kaggle section (13.13, 13.14): the options both read, one meaning each,
+    with this section's defaults in words (``defaults``: ``{key: 'tiny 2, full 5'}`` for
+    num_epochs, batch_size, lr, wd, lr_period, refit; ``held_out``: what valid/ keeps one
+    of), then the section's ``own`` ``{key: (type, help)}``."""
+    d = defaults
+    return dict({
+        'num_epochs': (pos_int, f'epochs ({d["num_epochs"]})'),
+        'batch_size': (pos_int, f'batch size ({d["batch_size"]})'),
+        'lr': (pos_float, f'SGD learning rate ({d["lr"]})'),
+        'wd': (nonneg_float, f'weight decay ({d["wd"]})'),
+        'lr_period': (pos_int, f'lr x lr_decay every this many epochs ({d["lr_period"]})'),
+        'lr_decay': (pos_float, 'lr factor per period (0.1)'),
+        'valid_ratio': (fraction, f'share of each {held_out} held out for validation (0.1)'),
+        'refit': (flag, f'refit on train_valid for the submission ({d["refit"]})'),
+        'data_dir': (text, 'the full competition folder (real data)'),
+    }, **own)
+
+
+def report_kaggle_outputs(rep, out, figures, submission, metrics):
+    """Attach a Kaggle section's figures (``[(png, caption)]``, those written) and its
+    ``submission`` ``(csv, caption)``; record the validation split's size and the ``metrics``
+    of ``out['valid']``."""
+    import os
+    for png, caption in figures:
+        if os.path.exists(rep.path(png)):
+            rep.attach(png, caption)
+    rep.attach(*submission)
+    rep.metric('n_valid_per_label', out['n_valid_per_label'])
+    for key in metrics:
+        rep.metric(key, out['valid'][key])
+
+
+def report_kaggle_baseline(rep, data_dir, valid_acc):
+    """Report the twin's trivial baseline next to the model's ``valid_acc`` (issue 12):
+    colour-histogram nearest neighbour fitted on the organised ``train/`` split of
+    ``data_dir``, scored on the held-out ``valid/`` images the model is scored on."""
+    import os
+    from ..synth.baselines import image_folder_baseline
+    split = os.path.join(data_dir, 'train_valid_test')
+    base = image_folder_baseline(os.path.join(split, 'train'), os.path.join(split, 'valid'))
+    rep.metric('baseline_valid_acc', round(base, 4))
+    rep.note(f'Trivial baseline (colour-histogram nearest neighbour, fitted on train/, scored '
+             f'on valid/): valid accuracy {base:.3f} against the model\'s {valid_acc:.3f}.')
+    return base
 
 
 def _section_key(mod):

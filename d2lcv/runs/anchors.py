@@ -12,6 +12,9 @@ from .. import anchors as A
 from ..bbox import read_image, show_bboxes
 from ..plot import plt, set_figsize
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'GROUND_TRUTH', 'LABEL_ANCHORS', 'NMS_ANCHORS',
+           'NMS_PROBS', 'run']
+
 NAME = 'anchors'
 SECTION = '13.4'
 TITLE = 'Anchor boxes'
@@ -32,8 +35,8 @@ def _image_axes(img):
     return fig, ax
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     img = read_image('catdog.jpg')
     h, w = img.shape[:2]
     bbox_scale = onp.array((w, h, w, h), 'float32')

@@ -2,13 +2,15 @@
 from .. import bbox
 from ..plot import plt, set_figsize
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'bbox'
 SECTION = '13.3'
 TITLE = 'Object detection and bounding boxes'
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     img = bbox.read_image('catdog.jpg')
     set_figsize()
     fig = plt.figure()

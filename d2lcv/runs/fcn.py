@@ -10,13 +10,15 @@ installed (else a *randomly initialised* ResNet-18), Adam lr 1e-3, a few epochs:
 minute on a CPU. The numbers it reports are for that configuration, not the chapter's
 (benchmarks/bench_fcn_backbone.py compares the ImageNet backbone with a random one).
 
-Options (``ctx.options``): ``num_epochs``, ``crop`` ("h,w"), ``batch_size``, ``lr``,
+Options (``run.options``): ``num_epochs``, ``crop`` ("h,w"), ``batch_size``, ``lr``,
 ``pretrained`` (0/1), ``backbone`` (``resnet18_v2`` / ``efficientnet_lite0``), ``stride``
 (32, or 16 for EfficientNet), ``scale`` (twin size factor, tiny only), ``max_val_images``.
 """
 import os
 
 from . import choice, flag, pos_float, pos_int, size2
+
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
 NAME = 'fcn'
 SECTION = '13.11'
@@ -68,14 +70,14 @@ def _backbone_note(backbone, pretrained, stride):
     return f'{"ImageNet-pretrained" if pretrained else "RANDOM-INIT"} ResNet-18 v2'
 
 
-def run(ctx):
+def run(run):
     import mxnet as mx
     from .. import fcn, segmentation as seg
     from ..hub import data_dir, download_extract, synth_twin
     from ..plot import show_images
 
-    rep, opts, tiny = ctx.report, getattr(ctx, 'options', None) or {}, ctx.tiny
-    devices = ctx.devices
+    rep, opts, tiny = run.report, getattr(run, 'options', None) or {}, run.tiny
+    devices = run.devices
     backbone = _opt(opts, 'backbone', _default_backbone(tiny), str)
     stride = _opt(opts, 'stride', 32, int)
     pretrained = _opt(opts, 'pretrained', not tiny or backbone == 'efficientnet_lite0',

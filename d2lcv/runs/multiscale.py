@@ -1,13 +1,15 @@
 """``d2lcv run multiscale``: section 13.5, anchors of 4x4, 2x2 and 1x1 feature maps."""
 from .. import anchors as A
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'multiscale'
 SECTION = '13.5'
 TITLE = 'Multiscale object detection'
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     for fmap, s in [(4, 0.15), (2, 0.4), (1, 0.8)]:
         ax = A.display_anchors(fmap_w=fmap, fmap_h=fmap, s=[s])
         rep.figure(f'anchors_{fmap}x{fmap}', ax.figure,

@@ -14,7 +14,10 @@ import numpy as onp
 
 from .. import rcnn
 from ..plot import plt
+from ..train import batches
 from . import choice, pos_float, pos_int
+
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run', 'train']
 
 NAME = 'rcnn'
 SECTION = '13.8'
@@ -40,8 +43,8 @@ def _show(ax, mat, title):
     ax.set_yticks([])
 
 
-def run(ctx):
-    rep = ctx.report
+def run(run):
+    rep = run.report
     X = onp.arange(16, dtype='float32').reshape(1, 1, 4, 4)
     # column 0 is the index of the image in the batch (the chapter says "category": ERRATA)
     rois = onp.array([[0, 0, 0, 20, 20], [0, 0, 10, 30, 30]], 'float32')
@@ -63,18 +66,18 @@ def run(ctx):
                '(0, 0, 20, 20) and (0, 10, 30, 30) at spatial scale 0.1, pooled to 2x2')
     rep.note('RoI pooling rounds the scaled corners (half away from zero) and takes the max '
              'of each sub-window; RoIAlign averages bilinear samples without rounding.')
-    train(ctx)
+    train(run)
 
 
-def train(ctx):
+def train(run):
     """Train TinyFasterRCNN (with the mask head on the twin) and report it."""
     from ..bananas import load_data_bananas
-    opt, rep, tiny = ctx.options, ctx.report, bool(ctx.tiny)
+    opt, rep, tiny = run.options, run.report, bool(run.tiny)
     edge = int(opt.get('edge_size', 64 if tiny else 256))
     batch_size = int(opt.get('batch_size', 32))
     num_epochs = int(opt.get('num_epochs', 6 if tiny else 20))
     lr = float(opt.get('lr', 1e-3))
-    devices = ctx.devices[:1]
+    devices = run.devices[:1]
     if tiny:
         num_train, num_val = int(opt.get('num_train', 256)), int(opt.get('num_val', 64))
         train_iter, val_iter = rcnn.load_data_banana_masks(
@@ -125,11 +128,7 @@ def train(ctx):
 
 
 def _show_predictions(net, val_iter, devices, rep):
-    batch = next(iter(val_iter)) if not hasattr(val_iter, 'reset') else None
-    if batch is None:
-        val_iter.reset()
-        batch = val_iter.next()
-    X = rcnn._unpack(batch)[0][:4]
+    X = next(batches(val_iter))[0][:4]  # the first batch, ImageDetIter or DataLoader alike
     props, _ = net.proposals(X.as_in_ctx(devices[0]), 8)
     det, masks = rcnn.detect(net, X, devices[0])
     imgs = onp.clip(X.transpose(0, 2, 3, 1).asnumpy() / 255, 0, 1)

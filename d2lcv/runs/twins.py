@@ -12,6 +12,8 @@ import os
 
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'bananas', 'cifar', 'voc', 'hotdog', 'dogs', 'run']
+
 NAME = 'twins'
 SECTION = '13.99'  # not a chapter section: after 13.14, in every 'run all'
 TITLE = 'The synthetic twins and their trivial baselines'
@@ -65,7 +67,8 @@ def voc(rep, root):
     from ..plot import plt
     from ..segmentation import mean_iou, segmentation_confusion
     from ..synth.baselines import NearestColourSegmenter, read_voc_split
-    from ..synth.voc import make_voc2012, voc_palette
+    from ..segmentation import voc_palette
+    from ..synth.voc import make_voc2012
     voc_dir = make_voc2012(os.path.join(root, 'voc'), seed=41, num_train=24, num_val=16,
                            scale=0.5)
     tx, ty = read_voc_split(voc_dir, True)
@@ -114,9 +117,9 @@ def dogs(rep, root):
     rep.metric('dog_chance', 1 / q)
 
 
-def run(ctx):
+def run(run):
     import tempfile
-    rep = ctx.report
+    rep = run.report
     with tempfile.TemporaryDirectory() as root:
         for f in (bananas, cifar, voc, hotdog, dogs):
             f(rep, root)

@@ -9,20 +9,22 @@ import os
 
 import numpy as onp
 
+__all__ = ['NAME', 'SECTION', 'TITLE', 'run']
+
 NAME = 'voc'
 SECTION = '13.9'
 TITLE = 'Semantic segmentation and the Pascal VOC2012 data set'
 
 
-def run(ctx):
+def run(run):
     from .. import segmentation as seg
     from ..hub import download_extract
     from ..plot import show_images
 
-    rep = ctx.report
-    voc_dir = download_extract('voc2012', os.path.join('VOCdevkit', 'VOC2012'), tiny=ctx.tiny)
+    rep = run.report
+    voc_dir = download_extract('voc2012', os.path.join('VOCdevkit', 'VOC2012'), tiny=run.tiny)
     rep.note(('Data: the synthetic VOC2012 twin (palette PNGs, VOC layout), not the real '
-              'data set.' if ctx.tiny else 'Data: Pascal VOC2012 (VOCtrainval_11-May-2012).')
+              'data set.' if run.tiny else 'Data: Pascal VOC2012 (VOCtrainval_11-May-2012).')
              + f' Folder: {voc_dir}.')
     train_features, train_labels = seg.read_voc_images(voc_dir, True)
     n = 5

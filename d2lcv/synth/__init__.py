@@ -5,3 +5,4 @@ One module per data set; each calls :func:`d2lcv.hub.register_twin` at import, a
 deterministic from their ``seed`` and write into the folder they are given (the hub renames it
 into place when complete).
 """
+__all__ = []  # the twins are reached through d2lcv.hub.synth_twin and the modules here

@@ -156,9 +156,9 @@ def read_banana_masks(folder):
     """
     from PIL import Image
 
-    from ..bananas import _read_label_csv
+    from ..bananas import read_label_csv
     csv_path = os.path.join(folder, 'label.csv')
-    objects = _read_label_csv(csv_path)
+    objects = read_label_csv(csv_path)
     m = max(len(v) for v in objects.values())
     images, labels, masks = [], [], []
     for name, rows in objects.items():

@@ -16,6 +16,8 @@ batches go through :func:`to_hwc`).
 """
 import numpy as onp
 
+from .._arrays import host
+
 __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSegmenter',
            'HistogramNN', 'detection_arrays', 'bananas_baseline', 'cifar_baseline',
            'image_folder_baseline', 'voc_baseline', 'read_image_folder', 'read_voc_split']
@@ -23,7 +25,7 @@ __all__ = ['to_hwc', 'colour_histograms', 'ColourBoxBaseline', 'NearestColourSeg
 
 def to_hwc(x):
     """``(N, 3, H, W)`` (MXNet layout, NDArray or NumPy) -> ``(N, H, W, 3)`` float32."""
-    x = x.asnumpy() if hasattr(x, 'asnumpy') else onp.asarray(x)
+    x = host(x, None)
     if x.ndim == 4 and x.shape[1] == 3 and x.shape[-1] != 3:
         x = x.transpose(0, 2, 3, 1)
     return x.astype(onp.float32)
@@ -196,11 +198,9 @@ class ColourBoxBaseline:
 def detection_arrays(data_iter):
     """Every example of a detection iterator (``ImageDetIter`` or ``(X, Y)`` batches):
     ``(images (N, H, W, 3) float32, labels (N, m, 5))``, a last batch's padding dropped."""
-    from ..ssd import batches
+    from ..train import batches
     xs, ys = [], []
-    if hasattr(data_iter, 'reset'):
-        data_iter.reset()
-    for X, Y in batches(data_iter):
+    for X, Y, *_ in batches(data_iter):  # masks, if any, are not needed
         xs.append(to_hwc(X))
         ys.append(Y.asnumpy())
     m = max(y.shape[1] for y in ys)

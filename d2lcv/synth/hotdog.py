@@ -115,16 +115,7 @@ def draw_foods(kind, n, height, width, rng, background='plate'):
     """
     if background == 'photo':
         return _draw_photo_foods(kind, n, height, width, rng)
-    s = min(height, width) / 2
-    yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
-    y = ((yy - height / 2 + 0.5) / s)[None]
-    x = ((xx - width / 2 + 0.5) / s)[None]
-    cy, cx = rng.uniform(-0.2, 0.2, (2, n, 1, 1))
-    scale = rng.uniform(0.7, 1.1, (n, 1, 1))
-    theta = rng.uniform(0, onp.pi, (n, 1, 1))
-    dx, dy = x - cx, y - cy
-    u = (dx * onp.cos(theta) + dy * onp.sin(theta)) / scale
-    v = (-dx * onp.sin(theta) + dy * onp.cos(theta)) / scale
+    s, x, y, cx, cy, scale, u, v = _food_frame(n, height, width, rng, onp.pi)
     if background == 'plate':
         table = _jitter(rng, n, (110, 90, 70), 45)
         wood = 12 * onp.sin(y * rng.uniform(6, 20, (n, 1, 1)))[..., None]
@@ -142,18 +133,27 @@ def draw_foods(kind, n, height, width, rng, background='plate'):
     return onp.clip(img, 0, 255).astype(onp.uint8)
 
 
-def _draw_photo_foods(kind, n, height, width, rng):
-    """:func:`draw_foods` with photographic appearance (see there)."""
+def _food_frame(n, height, width, rng, max_turn):
+    """Each of ``n`` foods' frame: the half side ``s`` in pixels, pixel coordinates ``x, y``
+    ``(1, H, W)`` scaled to about [-1, 1], the food's centre ``cx, cy`` and size ``scale``
+    ``(n, 1, 1)`` (random), and its own axes ``u, v`` ``(n, H, W)``, turned by a random angle
+    in ``[0, max_turn)``. The random draws come in this order (the twins depend on it)."""
     s = min(height, width) / 2
     yy, xx = onp.mgrid[0:height, 0:width].astype(onp.float32)
     y = ((yy - height / 2 + 0.5) / s)[None]
     x = ((xx - width / 2 + 0.5) / s)[None]
     cy, cx = rng.uniform(-0.2, 0.2, (2, n, 1, 1))
     scale = rng.uniform(0.7, 1.1, (n, 1, 1))
-    theta = rng.uniform(0, 2 * onp.pi, (n, 1, 1))
+    theta = rng.uniform(0, max_turn, (n, 1, 1))
     dx, dy = x - cx, y - cy
     u = (dx * onp.cos(theta) + dy * onp.sin(theta)) / scale
     v = (-dx * onp.sin(theta) + dy * onp.cos(theta)) / scale
+    return s, x, y, cx, cy, scale, u, v
+
+
+def _draw_photo_foods(kind, n, height, width, rng):
+    """:func:`draw_foods` with photographic appearance (see there)."""
+    s, _, _, _, _, _, u, v = _food_frame(n, height, width, rng, 2 * onp.pi)
     layers = _layers(kind, u, v, rng)  # the flat colours are drawn and ignored
     out = onp.empty((n, height, width, 3), onp.uint8)
     for i in range(n):  # every image has its own photos
@@ -185,20 +185,29 @@ def source_task(num_per_class=400, size=32, seed=100):
     return images[order], labels[order]
 
 
-def _save_png(path, img):
+def _save_image(path, img, fmt='png'):
     from PIL import Image
     tmp = path + '.tmp'
-    Image.fromarray(img).save(tmp, format='PNG')
+    if fmt == 'png':
+        Image.fromarray(img).save(tmp, format='PNG')
+    else:
+        Image.fromarray(img).save(tmp, format='JPEG', quality=90)
     os.replace(tmp, path)
 
 
-def make_hotdog(root, seed=0, num_train=100, num_test=100, min_size=40, max_size=80):
+def make_hotdog(root, seed=0, num_train=100, num_test=100, min_size=40, max_size=80,
+                fmt='png'):
     """Write ``root/hotdog/{train,test}/{hotdog,not-hotdog}/NNNN.png``.
 
     ``num_train`` / ``num_test`` images *per class* (the real set: 1,000 and 400). Image
     sides are drawn from ``[min_size, max_size]`` independently, so sizes and aspect ratios
-    vary as in the real photos. Negatives cycle through the nine other foods.
+    vary as in the real photos. Negatives cycle through the nine other foods. The default
+    sides (40-80 px) keep the tiny runs fast; the real photos are a few hundred pixels a
+    side (``min_size=300, max_size=500`` for timing an input pipeline). ``fmt``: ``'png'``
+    or ``'jpg'`` (JPEG quality 90, ``NNNN.jpg``).
     """
+    if fmt not in ('png', 'jpg'):
+        raise ValueError(f"fmt must be 'png' or 'jpg', not {fmt!r}")
     rng = onp.random.default_rng(seed)
     others = FOODS[1:]
     for split, count in (('train', num_train), ('test', num_test)):
@@ -209,7 +218,7 @@ def make_hotdog(root, seed=0, num_train=100, num_test=100, min_size=40, max_size
                 kind = 'hotdog' if cls == 'hotdog' else others[(i + rng.integers(9)) % 9]
                 h, w = rng.integers(min_size, max_size + 1, 2)
                 img = draw_foods(kind, 1, int(h), int(w), rng, 'photo')[0]
-                _save_png(os.path.join(folder, f'{i:04d}.png'), img)
+                _save_image(os.path.join(folder, f'{i:04d}.{fmt}'), img, fmt)
     return os.path.join(root, 'hotdog')
 
 

@@ -28,6 +28,8 @@ from PIL import Image
 from ..hub import register_twin
 from .cifar import CLASSES, make_images
 
+__all__ = ['DOG_BREEDS', 'make_cifar10_tiny', 'make_dog_tiny']
+
 #: A handful of the competition's 120 breeds (its spelling); the twin uses the first
 #: ``num_breeds`` of them.
 DOG_BREEDS = ['affenpinscher', 'beagle', 'boston_bull', 'chihuahua', 'golden_retriever',

@@ -13,7 +13,8 @@ import os
 
 import numpy as onp
 
-__all__ = ['PHOTOS', 'photo_bank', 'crop', 'crops', 'texture', 'blur', 'lighting', 'finish']
+__all__ = ['PHOTOS', 'photo_bank', 'crop', 'crops', 'texture', 'blur', 'lighting', 'finish',
+           'noise']
 
 #: The scikit-image sample files used (all ship with the wheel; none is fetched).
 PHOTOS = ['astronaut.png', 'brick.png', 'camera.png', 'cell.png', 'chelsea.png',

@@ -19,10 +19,11 @@ import os
 import numpy as onp
 
 from ..hub import register_twin
+from ..segmentation import voc_palette
 from . import photos
 from .cifar import shape_field
 
-__all__ = ['voc_palette', 'TWIN_CLASSES', 'make_voc2012', 'SIZES']
+__all__ = ['TWIN_CLASSES', 'make_voc2012', 'SIZES']
 
 #: VOC class index -> the shape (:func:`d2lcv.synth.cifar.shape_field`) the twin draws.
 TWIN_CLASSES = {
@@ -38,21 +39,7 @@ SIZES = [(375, 500), (500, 375), (333, 500), (360, 480), (281, 500), (400, 500),
          (352, 480), (375, 500)]
 
 
-def voc_palette():
-    """VOC's 256-entry palette ``(256, 3)`` uint8 (index 0 black, 255 = (224, 224, 192)).
-
-    The colour of index ``i`` spreads its bits over the three channels, from the high bit
-    down: bit ``3k`` goes to red bit ``7-k``, ``3k+1`` to green, ``3k+2`` to blue.
-    """
-    idx = onp.arange(256)
-    pal = onp.zeros((256, 3), dtype=onp.int64)
-    for k in range(8):  # eight bit triplets of the index (a constant loop, not over data)
-        for c in range(3):
-            pal[:, c] |= ((idx >> (3 * k + c)) & 1) << (7 - k)
-    return pal.astype(onp.uint8)
-
-
-def _draw(rng, h, w, border):
+def _draw(rng, h, w, border, num_objects=(1, 3), radius=(0.16, 0.3), occlude=True):
     """One image ``(h, w, 3)`` uint8 and its label ``(h, w)`` uint8."""
     yy = onp.arange(h, dtype=onp.float32)[:, None]
     xx = onp.arange(w, dtype=onp.float32)[None, :]
@@ -60,10 +47,19 @@ def _draw(rng, h, w, border):
     label = onp.zeros((h, w), dtype=onp.uint8)
     classes = list(TWIN_CLASSES)
     short = min(h, w)
-    for _ in range(rng.integers(1, 4)):
+    placed = []  # (cy, cx, reach) of the objects drawn so far
+    for _ in range(rng.integers(num_objects[0], num_objects[1] + 1)):
         cls = classes[rng.integers(len(classes))]
-        r = rng.uniform(0.16, 0.3) * short
-        cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
+        for _attempt in range(20):
+            r = rng.uniform(*radius) * short
+            cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
+            # without occlusion, the discs that hold the shapes stay apart
+            if occlude or all((cy - py) ** 2 + (cx - px) ** 2 > (1.05 * r + pr) ** 2
+                              for py, px, pr in placed):
+                break
+        else:
+            continue
+        placed.append((cy, cx, 1.05 * r))
         theta = rng.uniform(0, 2 * onp.pi)
         # the shape fits in a (2 r + border)-sided box: compute its field only there
         reach = 1.05 * r + border
@@ -89,11 +85,15 @@ def _draw(rng, h, w, border):
     return photos.finish(rng, img, rng.uniform(0.3, 1.0), rng.uniform(2, 8)), label
 
 
-def make_voc2012(root, seed=0, num_train=64, num_val=48, scale=1.0, border=5, quality=95):
+def make_voc2012(root, seed=0, num_train=64, num_val=48, scale=1.0, border=5, quality=95,
+                 num_objects=(1, 3), radius=(0.16, 0.3), occlude=True):
     """Write the twin under ``root/VOCdevkit/VOC2012``; return that folder.
 
     ``num_train``/``num_val`` images (ids ``2012_000000``...), sizes from :data:`SIZES`
     times ``scale``, a void band ``border`` pixels wide (times ``scale``, at least 1).
+    Each image holds ``num_objects`` (inclusive range) shapes of radius ``radius`` (a
+    range, times the image's shorter side); ``occlude=False`` keeps them apart (an object
+    that finds no free place in 20 tries is left out).
     """
     from PIL import Image
     rng = onp.random.default_rng(seed)
@@ -108,7 +108,7 @@ def make_voc2012(root, seed=0, num_train=64, num_val=48, scale=1.0, border=5, qu
     for i, name in enumerate(ids):
         h, w = SIZES[i % len(SIZES)]
         h, w = max(8, int(round(h * scale))), max(8, int(round(w * scale)))
-        img, label = _draw(rng, h, w, band)
+        img, label = _draw(rng, h, w, band, num_objects, radius, occlude)
         Image.fromarray(img).save(os.path.join(dirs['JPEGImages'], name + '.jpg'),
                                   quality=quality)
         png = Image.fromarray(label, mode='P')

@@ -1,6 +1,6 @@
 """MXNet's own job launcher, for runs on several machines.
 
-``python -m d2lcv.mxlaunch ARGS...`` runs ``mxnet/tools/launch.py ARGS...`` (shipped in the
+``python -m d2lcv.dist.mxlaunch ARGS...`` runs ``mxnet/tools/launch.py ARGS...`` (shipped in the
 ``mxnet`` wheel, with ``dmlc_tracker``): ``-n WORKERS -s SERVERS -H HOSTS --launcher ssh
 [--sync-dst-dir DIR] "COMMAND"``, also ``--launcher local|mpi|sge|yarn``. The only change:
 ``dmlc_tracker`` 1.9.1 calls ``Thread.isAlive``, which Python 3.9 removed, so the unmodified
