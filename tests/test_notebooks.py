@@ -93,8 +93,8 @@ def test_notebook_runs_from_a_folder_outside_the_repository(path, monkeypatch, t
     assert '<Axes' not in text and '<matplotlib' not in text  # no repr clutter
     assert os.listdir(elsewhere) == [copy.name]  # data and figures went elsewhere
     if os.path.basename(path).startswith('13_01_'):
-        # The notebook reports a test accuracy. No level is asserted here: on the photo
-        # CIFAR twin (colour carries no label) a minute of ResNet-18 stays near chance;
-        # the trained level is gated in tests/test_quality.py on a budget that can reach it.
+        # 2 epochs of 640 twin images from a fixed seed: 0.69 and 0.74 in two calibration
+        # runs (seeds 0 and 1), chance 0.10, the colour-histogram baseline 0.14.
         acc = float(re.search(r'test accuracy (\d\.\d+)', text).group(1))
         print(f'13_01 tiny run: test accuracy {acc:.3f} (chance 0.100)')  # shown with -rA
+        assert acc > 0.5, acc

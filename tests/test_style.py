@@ -171,9 +171,13 @@ def test_style_loss_falls_tenfold(vgg, tmp_path):
     first, last = history[0]['style'], history[-1]['style']
     print('style loss', first, '->', last)
     assert last * 10 <= first, (first, last)
-    # the composite stayed near the content image: the content loss is a fraction of the
-    # style loss it traded against
-    assert history[-1]['content'] < first
+    # the composite kept the content: its weighted content loss ends well below that of the
+    # style image itself (what dropping the content term would drift towards)
+    style_X, _ = style.get_contents((48, 32), mx.cpu(), style_img, net)
+    far, _ = style.extract_features(style_X, style.CONTENT_LAYERS, style.STYLE_LAYERS, net)
+    far = style.CONTENT_WEIGHT * float(style.content_loss(far[0], contents_Y[0]))
+    print('content loss', history[-1]['content'], 'style image', far)
+    assert history[-1]["content"] < 0.75 * far, (history[-1]["content"], far)  # 0.36 vs 0.67
 
 
 def test_lr_decay(vgg):
@@ -205,8 +209,14 @@ def test_two_stage_style_transfer(vgg, tmp_path):
         lr_decay_epoch=2, upscale=2, num_epochs2=2, lr_decay_epoch2=1,
         save_prefix=str(tmp_path / 'st'), plot_every=1)
     assert small.shape == (16, 24, 3) and large.shape == (32, 48, 3)
+    # each stage starts from the content image and runs a few small steps: both results
+    # are much nearer the content image than the style image (mean absolute difference)
     for im in (small, large):
-        assert 0 <= float(im.min()) and float(im.max()) <= 1
+        h, w = im.shape[:2]
+        near = [float(np.abs(im - style.postprocess(style.preprocess(x, (w, h)))).mean())
+                for x in (content, style_img)]
+        print('distance to content, style', near)
+        assert near[0] < 0.5 * near[1], near  # measured 0.022 vs 0.362, 0.095 vs 0.345
     assert [len(h) for h in hist] == [3, 2]
     assert os.path.exists(tmp_path / 'st_small.png') and os.path.exists(tmp_path / 'st_large.png')
     only, none, _ = style.style_transfer(content, style_img, net, mx.cpu(), image_shape=(24, 16),

