@@ -14,10 +14,12 @@ Twin generators live in :mod:`d2lcv.synth` and register themselves with :func:`r
 """
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import pkgutil
 import shutil
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -25,7 +27,7 @@ import zipfile
 from ._util import progress_bar
 from .fsutil import clean_stale, name_lock, replace_dir, temp_dir
 
-__all__ = ['DATA_HUB', 'DATA_URL', 'download', 'download_extract', 'mkdir_if_not_exist',
+__all__ = ['DATA_HUB', 'DATA_URL', 'TWIN_STAMP', 'download', 'download_extract', 'mkdir_if_not_exist',
            'data_dir', 'is_tiny', 'register_twin', 'synth_twin', 'twin_names',
            'DownloadError', 'UnsafeArchiveError', 'img_path', 'extract', 'sha1_file',
            'file_digest']
@@ -413,6 +415,36 @@ def twin_names():
     return sorted(_TWINS)
 
 
+#: File in a twin's folder recording what made it (see :func:`synth_twin`).
+TWIN_STAMP = '.twin-stamp'
+
+
+def _twin_stamp(make, seed, sizes):
+    """SHA-1 over the twin generators' source, the seed and the sizes: a twin cached by an
+    older d2lcv (or made with other sizes) differs and is regenerated."""
+    synth_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'synth')
+    digest = hashlib.sha1()
+    for name in sorted(os.listdir(synth_dir)):
+        if name.endswith('.py'):
+            with open(os.path.join(synth_dir, name), 'rb') as f:
+                digest.update(f.read())
+    try:  # a generator registered from outside d2lcv.synth: its own source too
+        source = inspect.getsource(make)
+    except (OSError, TypeError):  # defined in `python -c` or a compiled module
+        source = f'{getattr(make, "__module__", "")}.{getattr(make, "__qualname__", make)}'
+    digest.update(source.encode())
+    digest.update(repr((seed, sorted(sizes.items()))).encode())
+    return digest.hexdigest()
+
+
+def _read_stamp(root):
+    try:
+        with open(os.path.join(root, TWIN_STAMP)) as f:
+            return f.read().strip()
+    except OSError:  # no twin yet, or one made before stamps existed
+        return None
+
+
 def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
     """Return the folder of the synthetic twin of ``name``, generating it on first use.
 
@@ -428,13 +460,19 @@ def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
     make, default_folder = _TWINS[name]
     root = os.path.abspath(root or os.path.join(data_dir(), 'tiny', name))
     parent, base = os.path.split(root)
+    stamp = _twin_stamp(make, seed, sizes)
     # one generator at a time per twin; the others wait and then find it complete
     with name_lock(root):
-        if force or not os.path.exists(root):
+        if force or _read_stamp(root) != stamp:
+            if os.path.exists(root) and not force:
+                print(f'regenerating the {name} twin in {root}: it was made by another '
+                      'version of d2lcv.synth or with other sizes', file=sys.stderr)
             clean_stale(parent, base)
             tmp = temp_dir(parent, base)
             try:
                 make(tmp, seed=seed, **sizes)
+                with open(os.path.join(tmp, TWIN_STAMP), 'w') as f:
+                    f.write(stamp + '\n')
                 replace_dir(tmp, root)
             finally:
                 if os.path.exists(tmp):

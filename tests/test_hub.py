@@ -209,6 +209,41 @@ def test_interrupted_twin_generation_leaves_nothing(monkeypatch, tmp_path):
     assert os.listdir(tmp_path) == ['.broken.lock']
 
 
+def test_twin_is_regenerated_when_its_generator_or_sizes_change(monkeypatch, tmp_path, capsys):
+    made = []
+
+    def counting(root, seed=0, n=1):
+        made.append((seed, n))
+        with open(os.path.join(root, 'data.txt'), 'w') as f:
+            f.write(f'{seed} {n}')
+    monkeypatch.setitem(hub._TWINS, 'counted', (counting, ''))
+    root = str(tmp_path / 'counted')
+    hub.synth_twin('counted', root=root, n=2)
+    hub.synth_twin('counted', root=root, n=2)          # cached: same generator, same sizes
+    assert made == [(0, 2)]
+    hub.synth_twin('counted', root=root, n=3)          # other sizes
+    assert made == [(0, 2), (0, 3)]
+    assert 'regenerating the counted twin' in capsys.readouterr().err
+    os.remove(os.path.join(root, hub.TWIN_STAMP))      # a twin cached before stamps existed
+    hub.synth_twin('counted', root=root, n=3)
+    assert made == [(0, 2), (0, 3), (0, 3)]
+    # a changed generator source changes the stamp
+    monkeypatch.setattr(hub, '_twin_stamp', lambda make, seed, sizes: 'another version')
+    hub.synth_twin('counted', root=root, n=3)
+    assert made == [(0, 2), (0, 3), (0, 3), (0, 3)]
+    with open(os.path.join(root, 'data.txt')) as f:
+        assert f.read() == '0 3'
+
+
+def test_twin_stamp_covers_the_generators_source_seed_and_sizes():
+    assert 'cifar10' in hub.twin_names()               # also registers the generators
+    make = hub._TWINS['cifar10'][0]
+    a = hub._twin_stamp(make, 0, {'num_train': 10})
+    assert a == hub._twin_stamp(make, 0, {'num_train': 10})
+    assert a != hub._twin_stamp(make, 1, {'num_train': 10})
+    assert a != hub._twin_stamp(make, 0, {'num_train': 11})
+
+
 def test_is_tiny(monkeypatch):
     monkeypatch.delenv('D2LCV_TINY', raising=False)
     assert not hub.is_tiny()

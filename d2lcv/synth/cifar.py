@@ -24,7 +24,7 @@ import numpy as onp
 from ..hub import register_twin
 from . import photos
 
-__all__ = ['CLASSES', 'SHAPES', 'shape_field', 'shape_alpha', 'compose', 'make_images',
+__all__ = ['CLASSES', 'SHAPES', 'CONTRAST', 'shape_field', 'shape_alpha', 'compose', 'make_images',
            'write_batch', 'make_cifar10']
 
 CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
