@@ -15,7 +15,7 @@ from mxnet.gluon.data.vision import transforms
 
 from ._util import initialized
 from .devices import resolve_devices
-from .dist import create_kvstore, kv_num_workers, kv_rank, shard_dataset
+from .dist import create_kvstore, shard_dataset, shard_loader
 from .hub import DownloadError, is_tiny, synth_twin
 from .plot import show_images
 from .train import get_dataloader_workers, train_ch13
@@ -173,9 +173,9 @@ def load_cifar10(is_train, augs, batch_size, tiny=None, root=None, num_workers=N
     """A ``DataLoader`` over CIFAR-10 with ``augs`` applied to the images (the chapter's).
 
     ``limit`` keeps the first examples only. ``num_parts``, ``part_index``: read only shard
-    ``part_index`` of ``num_parts`` equal shards (for a dist kvstore: ``kv.num_workers``,
-    ``kv.rank``); a sharded training loader drops its last partial batch, so every worker
-    takes as many steps of the same size.
+    ``part_index`` of ``num_parts`` equal shards; a sharded training loader drops its last
+    partial batch, so every part takes as many steps of the same size
+    (:func:`d2lcv.dist.shard_loader` picks the shard of a dist kvstore's worker).
     """
     dataset = shard_dataset(cifar10_dataset(is_train, tiny, root, limit), num_parts,
                             part_index)
@@ -201,9 +201,9 @@ def train_with_data_aug(train_augs, test_augs, net, lr=0.001, *, batch_size=256,
     if not initialized(net):
         net.initialize(init=init.Xavier(), ctx=devices)
     kv = create_kvstore(kvstore)
-    parts, part = kv_num_workers(kv), kv_rank(kv)
-    train_iter = load_cifar10(True, train_augs, batch_size, tiny, root, limit=limit_train,
-                              num_parts=parts, part_index=part)
+    train_iter = shard_loader(
+        cifar10_dataset(True, tiny, root, limit_train).transform_first(train_augs),
+        batch_size, kv, num_workers=get_dataloader_workers())
     test_iter = load_cifar10(False, test_augs, batch_size, tiny, root, limit=limit_test)
     loss = gluon.loss.SoftmaxCrossEntropyLoss()
     trainer = gluon.Trainer(net.collect_params(), 'adam', {'learning_rate': lr},

@@ -244,10 +244,10 @@ def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None, kv
     ``bananas`` folder, or the synthetic twin with ``tiny``/``D2LCV_TINY=1``).
     ``kvstore``: with a dist ``KVStore`` (``d2lcv.dist.create_kvstore('dist_sync')``) the
     training iterator reads only this worker's equal contiguous shard
-    (``num_parts=kv.num_workers, part_index=kv.rank``), as ``train_ssd(..., kvstore=kv)``
-    needs; ``batch_size`` is then per worker.
+    (:func:`d2lcv.dist.shard_args`), as ``train_ssd(..., kvstore=kv)`` needs; ``batch_size``
+    is then per worker.
     """
-    from .dist import kv_num_workers, kv_rank
+    from .dist import shard_args
     if data_dir is None:
         data_dir = download_extract('bananas', tiny=tiny)
     train_iter = BananaDetIter(
@@ -258,7 +258,7 @@ def load_data_bananas(batch_size, edge_size=256, *, data_dir=None, tiny=None, kv
         shuffle=True,  # read the data set in random order
         rand_crop=1,  # the probability of random cropping is 1
         min_object_covered=0.95, max_attempts=200,
-        num_parts=kv_num_workers(kvstore), part_index=kv_rank(kvstore))
+        **shard_args(kvstore))
     val_iter = BananaDetIter(
         path_imgrec=os.path.join(data_dir, 'val.rec'), batch_size=batch_size,
         data_shape=(3, edge_size, edge_size), shuffle=False)

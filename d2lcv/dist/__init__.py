@@ -29,9 +29,9 @@ written once, in docs/distributed.md ("What changes with a dist kvstore").
 from .kvstore import (create_kvstore, is_distributed, kv_num_workers, kv_rank, lead_only_dir,
                       step_workers, trainer_kvstore)
 from .params import BROADCAST_KEY_BASE, broadcast_block, broadcast_params, keep_param_mults
-from .shard import ShardedDataset, shard_dataset, shard_indices, shard_loader
+from .shard import ShardedDataset, shard_args, shard_dataset, shard_indices, shard_loader
 
 __all__ = ['create_kvstore', 'is_distributed', 'kv_rank', 'kv_num_workers',
            'trainer_kvstore', 'shard_indices', 'ShardedDataset', 'shard_dataset',
-           'shard_loader', 'lead_only_dir', 'keep_param_mults', 'step_workers',
+           'shard_loader', 'shard_args', 'lead_only_dir', 'keep_param_mults', 'step_workers',
            'broadcast_params', 'broadcast_block', 'BROADCAST_KEY_BASE']

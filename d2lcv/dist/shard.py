@@ -3,7 +3,7 @@ from mxnet import gluon
 
 from .kvstore import is_distributed, kv_num_workers, kv_rank
 
-__all__ = ['shard_indices', 'ShardedDataset', 'shard_dataset', 'shard_loader']
+__all__ = ['shard_indices', 'ShardedDataset', 'shard_dataset', 'shard_loader', 'shard_args']
 
 
 def shard_indices(n, num_parts, part_index):
@@ -53,3 +53,10 @@ def shard_loader(dataset, batch_size, kvstore=None, shuffle=True, **kwargs):
         dataset = shard_dataset(dataset, kv_num_workers(kvstore), kv_rank(kvstore))
         kwargs.setdefault('last_batch', 'discard')
     return gluon.data.DataLoader(dataset, batch_size, shuffle=shuffle, **kwargs)
+
+
+def shard_args(kvstore=None):
+    """``dict(num_parts=..., part_index=...)`` naming this worker's shard, for MXNet's
+    iterators that take those keywords (``ImageRecordIter``, ``ImageDetIter``): one part
+    without a dist kvstore, shard ``kv.rank`` of ``kv.num_workers`` with one."""
+    return dict(num_parts=kv_num_workers(kvstore), part_index=kv_rank(kvstore))

@@ -115,9 +115,9 @@ def kaggle_loaders(datasets, batch_size, transform_train, transform_test, num_wo
     Batches: ``X (B, 3, H, W)`` float32, ``y (B,)``.
 
     ``kvstore``: with a dist ``KVStore`` (``d2lcv.dist.create_kvstore('dist_sync')``) the two
-    training loaders read only this worker's equal shard (``kv.rank`` of ``kv.num_workers``),
+    training loaders read only this worker's equal shard (:func:`d2lcv.dist.shard_loader`),
     as :func:`train_cifar10` / :func:`train_dog` with that kvstore need; ``batch_size`` is
-    then per worker. The validation and test loaders are whole (rank 0 evaluates).
+    then per worker. The validation and test loaders are whole (one worker evaluates).
     """
     from ..train import get_dataloader_workers
     workers = get_dataloader_workers() if num_workers is None else num_workers
