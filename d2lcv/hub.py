@@ -419,9 +419,9 @@ def twin_names():
 TWIN_STAMP = '.twin-stamp'
 
 
-def _twin_stamp(make, seed, sizes):
-    """SHA-1 over the twin generators' source, the seed and the sizes: a twin cached by an
-    older d2lcv (or made with other sizes) differs and is regenerated."""
+def _generator_digest(make):
+    """SHA-1 over the twin generators' source (all of ``d2lcv.synth`` and ``make``'s own): a
+    twin cached by another version of the generators differs and is regenerated."""
     synth_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'synth')
     digest = hashlib.sha1()
     for name in sorted(os.listdir(synth_dir)):
@@ -433,19 +433,28 @@ def _twin_stamp(make, seed, sizes):
     except (OSError, TypeError):  # defined in `python -c` or a compiled module
         source = f'{getattr(make, "__module__", "")}.{getattr(make, "__qualname__", make)}'
     digest.update(source.encode())
-    digest.update(repr((seed, sorted(sizes.items()))).encode())
     return digest.hexdigest()
 
 
 def _read_stamp(root):
     try:
         with open(os.path.join(root, TWIN_STAMP)) as f:
-            return f.read().strip()
-    except OSError:  # no twin yet, or one made before stamps existed
+            return json.load(f)
+    except (OSError, ValueError):  # no twin yet, one made before stamps existed, or garbage
         return None
 
 
-def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
+def _twin_is_current(stamp, generator, seed, sizes):
+    """Whether a cached twin's stamp fits the request: always the generators' version; the
+    seed and the sizes only when the caller names them."""
+    if not isinstance(stamp, dict) or stamp.get('generator') != generator:
+        return False
+    if seed is not None and stamp.get('seed') != seed:
+        return False
+    return not sizes or stamp.get('sizes') == repr(sorted(sizes.items()))
+
+
+def synth_twin(name, folder=None, root=None, seed=None, force=False, **sizes):
     """Return the folder of the synthetic twin of ``name``, generating it on first use.
 
     The twin is generated into a temporary folder under ``<cache>/tiny/`` and renamed to
@@ -453,6 +462,12 @@ def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
     looks finished. ``root`` overrides the twin's folder (tests use it with smaller
     ``sizes``); ``force`` regenerates (readers keep the old folder until the new one is
     renamed in). Concurrent callers wait on a per-twin lock; only one generates.
+
+    A stamp in the folder (:data:`TWIN_STAMP`) records the generators' version, the seed and
+    the sizes: a twin cached by another version of ``d2lcv.synth`` is regenerated, and so is
+    one made with another ``seed`` or other ``sizes`` when the caller names them (without
+    them any cached twin of the current generators is used; a new one gets seed 0 and the
+    generator's default sizes).
     """
     _discover()
     if name not in _TWINS:
@@ -460,19 +475,22 @@ def synth_twin(name, folder=None, root=None, seed=0, force=False, **sizes):
     make, default_folder = _TWINS[name]
     root = os.path.abspath(root or os.path.join(data_dir(), 'tiny', name))
     parent, base = os.path.split(root)
-    stamp = _twin_stamp(make, seed, sizes)
+    generator = _generator_digest(make)
     # one generator at a time per twin; the others wait and then find it complete
     with name_lock(root):
-        if force or _read_stamp(root) != stamp:
+        if force or not _twin_is_current(_read_stamp(root), generator, seed, sizes):
             if os.path.exists(root) and not force:
                 print(f'regenerating the {name} twin in {root}: it was made by another '
-                      'version of d2lcv.synth or with other sizes', file=sys.stderr)
+                      'version of d2lcv.synth, or with another seed or other sizes',
+                      file=sys.stderr)
             clean_stale(parent, base)
             tmp = temp_dir(parent, base)
+            seed = 0 if seed is None else seed
             try:
                 make(tmp, seed=seed, **sizes)
                 with open(os.path.join(tmp, TWIN_STAMP), 'w') as f:
-                    f.write(stamp + '\n')
+                    json.dump({'generator': generator, 'seed': seed,
+                               'sizes': repr(sorted(sizes.items()))}, f)
                 replace_dir(tmp, root)
             finally:
                 if os.path.exists(tmp):

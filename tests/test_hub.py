@@ -209,7 +209,8 @@ def test_interrupted_twin_generation_leaves_nothing(monkeypatch, tmp_path):
     assert os.listdir(tmp_path) == ['.broken.lock']
 
 
-def test_twin_is_regenerated_when_its_generator_or_sizes_change(monkeypatch, tmp_path, capsys):
+def test_twin_is_regenerated_when_its_generator_seed_or_sizes_change(monkeypatch, tmp_path,
+                                                                   capsys):
     made = []
 
     def counting(root, seed=0, n=1):
@@ -220,28 +221,32 @@ def test_twin_is_regenerated_when_its_generator_or_sizes_change(monkeypatch, tmp
     root = str(tmp_path / 'counted')
     hub.synth_twin('counted', root=root, n=2)
     hub.synth_twin('counted', root=root, n=2)          # cached: same generator, same sizes
+    hub.synth_twin('counted', root=root)               # no sizes named: any cached twin
     assert made == [(0, 2)]
     hub.synth_twin('counted', root=root, n=3)          # other sizes
     assert made == [(0, 2), (0, 3)]
     assert 'regenerating the counted twin' in capsys.readouterr().err
+    hub.synth_twin('counted', root=root, seed=1)       # another seed
+    assert made[-1] == (1, 1)
     os.remove(os.path.join(root, hub.TWIN_STAMP))      # a twin cached before stamps existed
+    hub.synth_twin('counted', root=root)
+    assert made[-1] == (0, 1) and len(made) == 4
+    # another version of the generators (their source changed)
+    monkeypatch.setattr(hub, '_generator_digest', lambda make: 'another version')
     hub.synth_twin('counted', root=root, n=3)
-    assert made == [(0, 2), (0, 3), (0, 3)]
-    # a changed generator source changes the stamp
-    monkeypatch.setattr(hub, '_twin_stamp', lambda make, seed, sizes: 'another version')
-    hub.synth_twin('counted', root=root, n=3)
-    assert made == [(0, 2), (0, 3), (0, 3), (0, 3)]
+    assert made[-1] == (0, 3) and len(made) == 5
     with open(os.path.join(root, 'data.txt')) as f:
         assert f.read() == '0 3'
 
 
-def test_twin_stamp_covers_the_generators_source_seed_and_sizes():
+def test_generator_digest_follows_the_generators_source(monkeypatch, tmp_path):
     assert 'cifar10' in hub.twin_names()               # also registers the generators
     make = hub._TWINS['cifar10'][0]
-    a = hub._twin_stamp(make, 0, {'num_train': 10})
-    assert a == hub._twin_stamp(make, 0, {'num_train': 10})
-    assert a != hub._twin_stamp(make, 1, {'num_train': 10})
-    assert a != hub._twin_stamp(make, 0, {'num_train': 11})
+    assert hub._generator_digest(make) == hub._generator_digest(make)
+
+    def other(root, seed=0):
+        pass
+    assert hub._generator_digest(other) != hub._generator_digest(make)
 
 
 def test_is_tiny(monkeypatch):
