@@ -130,6 +130,92 @@ def _voc_channels_swapped():
         yield
 
 
+def _hotdog_random_weights():
+    # the 'pretrained' network is not pretrained: get_pretrained hands over a random (He)
+    # EfficientNet-Lite0 where the ImageNet weights should be
+    from d2lcv import efficientnet, models
+    orig = models.get_pretrained
+
+    def get_pretrained(name, ctx=None, **kwargs):
+        real = orig(name, ctx=ctx, **kwargs)  # the same error when the weights are absent
+        net = efficientnet.initialize_random(efficientnet.efficientnet_lite0(), ctx=ctx)
+        net.pretrained_info = real.pretrained_info
+        return net
+    return patched(models, 'get_pretrained', get_pretrained)
+
+
+def _hotdog_train_labels_swapped():
+    # hot dog <-> not hot dog in the training set only
+    from d2lcv import finetune
+    orig = finetune.hotdog_datasets
+
+    def datasets(*a, **k):
+        train, test = orig(*a, **k)
+        train.items = [(path, 1 - label) for path, label in train.items]
+        return train, test
+    return patched(finetune, 'hotdog_datasets', datasets)
+
+
+def _photos_imread_bgr():
+    # the decoder of Gluon's ImageFolderDataset (mx.image.imread) hands over BGR, as
+    # OpenCV's imread does
+    import mxnet as mx
+    orig = mx.image.imread
+    return patched(mx.image, 'imread', lambda *a, **k: orig(*a, **k)[:, :, ::-1])
+
+
+def _photos_fast_finish_bgr():
+    # the fast path's hand-over (uint8 planes -> normalised floats) takes the planes reversed
+    from d2lcv import imagerec
+    orig = imagerec.RecordLoader._finish
+    return patched(imagerec.RecordLoader, '_finish',
+                   lambda self, px, out: orig(self, onp.ascontiguousarray(px[:, ::-1]), out))
+
+
+def _photos_fast_pack_bgr():
+    # the packer stores the photos it shrinks (all of them here: sides above 256) as BGR
+    import io
+    from PIL import Image
+    from d2lcv import imagerec
+    orig = imagerec._record_bytes
+
+    def record_bytes(path, data, resize=None, quality=90):
+        out = orig(path, data, resize, quality)
+        if out is data:
+            return out
+        rgb = onp.asarray(Image.open(io.BytesIO(out)).convert('RGB'))
+        buf = io.BytesIO()
+        Image.fromarray(onp.ascontiguousarray(rgb[..., ::-1])).save(buf, format='JPEG',
+                                                                     quality=quality)
+        return buf.getvalue()
+    return patched(imagerec, '_record_bytes', record_bytes)
+
+
+def _photos_no_normalize():
+    # Gluon's Normalize passes its input through (ToTensor's 0-1 values reach the net)
+    from mxnet.gluon.data.vision import transforms
+    return patched(transforms.Normalize, 'hybrid_forward', lambda self, F, x: x)
+
+
+def _photos_fast_no_normalize():
+    # the fast path's table maps pixels to v / 255 only
+    from d2lcv import imagerec
+    orig = imagerec._normalize_table
+    return patched(imagerec, '_normalize_table', lambda mean, std: orig((0, 0, 0), (1, 1, 1)))
+
+
+@contextlib.contextmanager
+def _photos_mean_std_reversed():
+    # ImageNet's mean and std in BGR order in every preset (finetune, kaggle, fast specs)
+    from d2lcv import finetune
+    from d2lcv.kaggle import loaders
+    with patched(finetune, 'RGB_MEAN', finetune.RGB_MEAN[::-1]), \
+            patched(finetune, 'RGB_STD', finetune.RGB_STD[::-1]), \
+            patched(loaders, 'IMAGENET_MEAN', loaders.IMAGENET_MEAN[::-1]), \
+            patched(loaders, 'IMAGENET_STD', loaders.IMAGENET_STD[::-1]):
+        yield
+
+
 BREAKAGES = {
     'ssd:none': (lambda: contextlib.nullcontext(), {}),
     'ssd:loss_zero': (lambda: _ssd_loss_times(0.0), {}),
@@ -152,6 +238,19 @@ BREAKAGES = {
     'voc:channels_swapped': (_voc_channels_swapped, {}),
     'voc:lr_zero': (lambda: contextlib.nullcontext(), {'lr': 0.0}),
     'voc:random_backbone': (lambda: contextlib.nullcontext(), {'pretrained': False}),
+    'hotdog:none': (lambda: contextlib.nullcontext(), {}),
+    'hotdog:random_weights': (_hotdog_random_weights, {}),
+    'hotdog:train_labels_swapped': (_hotdog_train_labels_swapped, {}),
+    'hotdog:lr_zero': (lambda: contextlib.nullcontext(), {'finetune_lr': 0.0,
+                                                          'scratch_lr': 0.0}),
+    'hotdog:loss_zero': (lambda: _softmax_ce_times(0.0), {}),
+    'photos:none': (lambda: contextlib.nullcontext(), {}),
+    'photos:imread_bgr': (_photos_imread_bgr, {}),
+    'photos:fast_finish_bgr': (_photos_fast_finish_bgr, {}),
+    'photos:fast_pack_bgr': (_photos_fast_pack_bgr, {}),
+    'photos:no_normalize': (_photos_no_normalize, {}),
+    'photos:fast_no_normalize': (_photos_fast_no_normalize, {}),
+    'photos:mean_std_reversed': (_photos_mean_std_reversed, {}),
 }
 
 
@@ -168,6 +267,23 @@ def run(name):
             floor = r['baseline_acc'] + Q.DOG_MARGIN
             ok = r['test_acc'] >= floor
             level = f'test acc {r["test_acc"]:.3f} (floor baseline + {Q.DOG_MARGIN} = {floor:.3f})'
+        elif gate == 'hotdog':
+            r = Q.hotdog_gate(tmp, dict(Q.HOTDOG_BUDGET, **budget_change))
+            floor = max(r['scratch_acc'] + Q.HOTDOG_MARGIN_SCRATCH,
+                        r['baseline_acc'] + Q.HOTDOG_MARGIN_BASELINE)
+            ok = r['finetune_acc'] >= floor
+            level = (f'fine-tuned {r["finetune_acc"]:.3f}, scratch {r["scratch_acc"]:.3f}, '
+                     f'baseline {r["baseline_acc"]:.3f} (floor max(scratch + '
+                     f'{Q.HOTDOG_MARGIN_SCRATCH}, baseline + {Q.HOTDOG_MARGIN_BASELINE}) = '
+                     f'{floor:.3f})')
+        elif gate == 'photos':
+            r = Q.photo_gate(tmp)
+            bad = Q.photo_gate_failures(r)
+            ok = not bad
+            level = '; '.join(
+                f'{p} top1 {f["top1"]:.3f} logp {f["logp"]:.3f} swap_gain '
+                f'{f["swap_gain"]:+.3f}{" MISSES " + ",".join(bad[p]) if p in bad else ""}'
+                for p, f in r.items())
         elif gate == 'voc':
             change = dict(budget_change)
             pretrained = change.pop('pretrained', True)
