@@ -342,8 +342,9 @@ def imagenet_photos(folder):
     """Write labelled real photos into ``folder/<classes>/``: the 20 ImageNet validation
     photos of foolbox's data folder (``imagenet_<i>_<label>.jpg``) and scikit-image's chelsea
     (a tabby: any of ImageNet's cats 281-285) and coffee (espresso, 967). Returns
-    ``(dataset, accepted)``: an ``ImageFolderDataset`` (d2lcv's reader) and, per label, the
-    ImageNet classes that count as right. Skips when foolbox is not installed."""
+    ``(dataset, accepted)``: an ``ImageFolderDataset`` (d2lcv's reader) and ``accepted``
+    ``(num_labels, 1000)`` bool, the ImageNet classes that count as right for each label.
+    Skips when foolbox is not installed."""
     import glob
     import importlib.util
     import re
@@ -366,10 +367,10 @@ def imagenet_photos(folder):
         Image.fromarray(getattr(skimage.data, name)()).save(
             os.path.join(folder, classes, name + '.png'))
     ds = ImageFolderDataset(folder)
-    accepted = []
-    for synset in ds.synsets:
+    accepted = onp.zeros((len(ds.synsets), 1000), bool)
+    for label, synset in enumerate(ds.synsets):
         lo, _, hi = synset.partition('-')
-        accepted.append(onp.arange(int(lo), int(hi or lo) + 1))
+        accepted[label, int(lo):int(hi or lo) + 1] = True
     return ds, accepted
 
 
@@ -380,7 +381,9 @@ def photo_gate(root_dir, paths=PHOTO_PATHS, seed=0):
     photos of the log-probability of the accepted classes, the same for the path's tensors
     with the colour channels reversed (undo ImageNet's normalisation, swap, redo it), and
     ``logp - logp_swapped``: positive when the path hands over RGB, negative when it hands
-    over BGR (the photos' difficulty cancels out). ``seed``: the random crops' draws."""
+    over BGR (the photos' difficulty cancels out). ``seed``: the Gluon random crops' draws
+    (the fast path's do not depend on it: ``RecordLoader`` does not pass MXNet's
+    ``seed_aug``)."""
     import random
     from d2lcv import imagerec
     ds, accepted = imagenet_photos(os.path.join(root_dir, 'photos'))
@@ -390,18 +393,18 @@ def photo_gate(root_dir, paths=PHOTO_PATHS, seed=0):
     std = onp.array([0.229, 0.224, 0.225], onp.float32).reshape(1, 3, 1, 1)
 
     def judge(X, y):
-        p = mx.npx.softmax(net(mx.np.array(X))).asnumpy()
-        right = onp.array([p[i].argmax() in accepted[c] for i, c in enumerate(y)])
-        return right, onp.log(onp.array([p[i, accepted[c]].sum() for i, c in enumerate(y)]))
+        p = mx.npx.softmax(net(mx.np.array(X))).asnumpy()  # (N, 1000)
+        right = accepted[y, p.argmax(axis=1)]
+        return right, onp.log((p * accepted[y]).sum(axis=1))
     out = {}
     for name in paths:
         transform, kind = _photo_transform(name)
         _seed(seed)
         random.seed(seed)  # Gluon's RandomResizedCrop draws from Python's random
         if kind == 'fast_random':
-            batches = imagerec.RecordLoader(ds, transform.fast_spec, len(ds), shuffle=False,
-                                            last_batch='keep', threads=1,
-                                            seed=seed, cache_dir=os.path.join(root_dir, f'rec-{name}'))
+            batches = imagerec.RecordLoader(
+                ds, transform.fast_spec, len(ds), shuffle=False, last_batch='keep', threads=1,
+                seed=seed, cache_dir=os.path.join(root_dir, f'rec-{name}'))
         else:
             batches = gluon.data.DataLoader(ds.transform_first(transform), len(ds))
         (X, y), = [(X.asnumpy(), y.asnumpy().astype(int)) for X, y in batches]
