@@ -200,7 +200,7 @@ def bench_hotdog(args):
     print(f'[hotdog] baseline accuracy {base:.3f}', flush=True)
     tik = time.time()
     # bench_finetune_imagenet's recipe (13.2's SGD, lr 0.01 both, 64 px), mean of 3 seeds:
-    # there 3 epochs on the default twin gave fine-tuned 0.677 vs scratch 0.500
+    # measured 3 epochs, 100 images per class: fine-tuned 0.667 vs scratch 0.515 (14 min)
     seeds = (0,) if args.quick else tuple(args.hotdog_seeds)
     r = finetune.compare_imagenet(num_epochs=epochs, size=64, data_dir=d, seeds=seeds,
                                   variants=('finetune', 'scratch'), zero_shot=False,
