@@ -37,8 +37,9 @@ draws both side by side):
   smallest crop (8 % of the area) has ~72 px sides instead of ~113 before being resized
   to 224; images already small enough are stored byte for byte. (Decoding a 256 px image
   instead of a 400-500 px one is most of the fast path's gain on real-size photos.)
-* Random numbers come from MXNet's C++ generators (``seed``), not Python's: the crops and
-  flips are different draws from the same distributions.
+* Random numbers come from MXNet's C++ generators (``seed`` sets both the shuffling and
+  the augmentations, MXNet's ``seed`` and ``seed_aug``), not Python's: the crops and flips
+  are different draws from the same distributions.
 * Shuffling: MXNet gives one ``ImageRecordIter`` at most ``max(cores / 2 - 1, 1)``
   decoding threads, so ``threads`` beyond that become several iterators over fixed parts
   of the pack (the pack's order is a fixed random permutation of the folder); each batch
@@ -334,8 +335,10 @@ class RecordLoader:
 
     def _iterators(self, seed):
         import mxnet as mx
-        # distinct seeds: the parts must not draw the same crops in lockstep
-        return [mx.io.ImageRecordIter(**dict(kw, seed=seed * 1000 + i))
+        # distinct seeds: the parts must not draw the same crops in lockstep. ``seed`` only
+        # shuffles the records; the crops, flips and colours draw from ``seed_aug``
+        return [mx.io.ImageRecordIter(**dict(kw, seed=seed * 1000 + i,
+                                             seed_aug=seed * 1000 + i))
                 for i, kw in enumerate(self._part_kwargs)]
 
     def normalize(self, X):

@@ -69,6 +69,24 @@ def test_training_batches_augment_and_drop_the_partial_batch(tmp_path):
     assert not onp.array_equal(first[0].asnumpy(), second[0].asnumpy())
 
 
+def test_the_seed_decides_the_crops(tmp_path):
+    # MXNet's ImageRecordIter shuffles with ``seed`` and augments with ``seed_aug``: a loader
+    # that passed only ``seed`` drew the same crops whatever its seed (found by the ImageNet
+    # photo gate)
+    ds = _folder(tmp_path / 'img', n_per_class=4, size=(30, 50))
+
+    def first_batch(seed):
+        loader = imagerec.RecordLoader(ds, finetune.train_augs(24).fast_spec, 8,
+                                       shuffle=False, threads=1, seed=seed,
+                                       cache_dir=str(tmp_path / 'rec'))
+        X, y = next(iter(loader))
+        return X.asnumpy(), y.asnumpy()
+    (a, ya), (b, yb), (c, yc) = first_batch(0), first_batch(0), first_batch(5)
+    onp.testing.assert_array_equal(ya, yc)    # the same images, unshuffled
+    onp.testing.assert_array_equal(a, b)
+    assert not onp.array_equal(a, c)
+
+
 def test_flips_are_exact_mirrors_and_both_happen(tmp_path):
     ds = _folder(tmp_path / 'img', n_per_class=8, size=(16, 16))
     spec = imagerec.augment_spec(16, scale=(1, 1), ratio=(1, 1), flip=True)
