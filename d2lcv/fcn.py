@@ -6,6 +6,11 @@ through :func:`d2lcv.models.get_pretrained`, or random weights when the caller p
 convolution (kernel 64, padding 16, stride 32) initialised by ``bilinear_kernel``, so the
 output has the input's height and width when both are multiples of 32.
 
+``fcn_net(..., backbone='efficientnet_lite0', stride=16, skips=(8,))`` is not the
+chapter's: a :class:`SkipFCN` that adds the scores of finer backbone stages to the
+upsampled coarse ones, as FCN-16s/8s do (Long et al.); see docs/twins.md for what it gained
+on the VOC twin. Without ``skips`` the network is exactly the chapter's.
+
 ``SegmentationLoss`` is the chapter's ``SoftmaxCrossEntropyLoss(axis=1)`` that skips VOC's
 void label 255: those pixels get weight 0, and each example's loss is the mean over its
 *valid* pixels. It carries ``ignore_label = 255``, which ``train_ch13`` reads so that the
