@@ -1,5 +1,6 @@
 """Tests for section 13.11 (d2lcv.fcn): bilinear kernel, FCN shapes, the skip FCN against a
-slow reference, the ignore-aware loss and accuracy, whole-image prediction, and a short training run whose loss must fall."""
+slow reference, the ignore-aware loss and accuracy, whole-image prediction, and a short
+training run whose loss must fall."""
 import math
 import os
 import random
