@@ -6,6 +6,11 @@ through :func:`d2lcv.models.get_pretrained`, or random weights when the caller p
 convolution (kernel 64, padding 16, stride 32) initialised by ``bilinear_kernel``, so the
 output has the input's height and width when both are multiples of 32.
 
+``fcn_net(..., backbone='efficientnet_lite0', stride=16, skips=(8,))`` is not the
+chapter's: a :class:`SkipFCN` that adds the scores of finer backbone stages to the
+upsampled coarse ones, as FCN-16s/8s do (Long et al.); see docs/twins.md for what it gained
+on the VOC twin. Without ``skips`` the network is exactly the chapter's.
+
 ``SegmentationLoss`` is the chapter's ``SoftmaxCrossEntropyLoss(axis=1)`` that skips VOC's
 void label 255: those pixels get weight 0, and each example's loss is the mean over its
 *valid* pixels. It carries ``ignore_label = 255``, which ``train_ch13`` reads so that the
@@ -31,7 +36,7 @@ from .segmentation import (IGNORE_LABEL, VOC_CLASSES, mean_iou, normalize_image,
                            voc_palette, voc_split_names)
 from .train import train_ch13
 
-__all__ = ['bilinear_kernel', 'fcn_net', 'SegmentationLoss', 'train_fcn', 'predict',
+__all__ = ['bilinear_kernel', 'fcn_net', 'SkipFCN', 'SegmentationLoss', 'train_fcn', 'predict',
            'label2image', 'predict_whole', 'tile_starts', 'evaluate_voc']
 
 
@@ -54,7 +59,7 @@ def bilinear_kernel(in_channels, out_channels, kernel_size):
 
 
 def fcn_net(num_classes=21, pretrained=True, devices=None, root=None,
-            backbone='resnet18_v2', stride=32):
+            backbone='resnet18_v2', stride=32, skips=()):
     """The chapter's FCN: ``(B, 3, H, W) -> (B, num_classes, H, W)`` for H, W multiples of 32.
 
     Parameters
@@ -81,14 +86,24 @@ def fcn_net(num_classes=21, pretrained=True, devices=None, root=None,
         kernel 64, padding 16, stride 32. 16 (EfficientNet only): the backbone up to its
         stride-16 stage (112 channels), upsampled by kernel 32, padding 8, stride 16 -- a
         finer map for small images.
+    skips : tuple of int
+        ``()`` (the chapter's): no skip. Otherwise (EfficientNet only) the strides of the
+        finer backbone stages added as in FCN-16s/8s (Long et al.), each half the one
+        before: ``(8,)`` with ``stride=16``, ``(16, 8)`` or ``(16,)`` with ``stride=32``,
+        ``(8, 4)`` with ``stride=16``... See :class:`SkipFCN` for the shapes; the input's
+        height and width must then be multiples of ``stride``.
 
     Returns
     -------
-    net : nn.HybridSequential
-        ``net[:-2]`` the backbone, ``net[-2]`` the 1x1 convolution, ``net[-1]`` the
-        transposed convolution. ``net.backbone_note`` says which weights it started from.
+    net : nn.HybridSequential or SkipFCN
+        Without skips: ``net[:-2]`` the backbone, ``net[-2]`` the 1x1 convolution,
+        ``net[-1]`` the transposed convolution. With skips: a :class:`SkipFCN`.
+        ``net.backbone_note`` says which weights it started from.
     """
     devices = resolve_devices(devices)
+    if skips and backbone != 'efficientnet_lite0':
+        raise ValueError(f'skips {tuple(skips)} need the efficientnet_lite0 backbone, '
+                         f'not {backbone!r}')
     if backbone == 'resnet18_v2':
         if stride != 32:
             raise ValueError('the ResNet-18 FCN has stride 32 only')
@@ -115,6 +130,11 @@ def fcn_net(num_classes=21, pretrained=True, devices=None, root=None,
             pretrained_net = initialize_random(efficientnet_lite0(), ctx=devices)
             note = 'RANDOM-INIT (He) EfficientNet-Lite0'
         layers = pretrained_net.features[:STAGE_INDEX[stride] + 1]
+        if skips:
+            net = SkipFCN(pretrained_net.features, num_classes, stride, skips, devices)
+            net.pretrained = bool(pretrained)
+            net.backbone_note = note + f', stride {stride}, skips {tuple(skips)}'
+            return net
     else:
         raise ValueError(f"backbone must be 'resnet18_v2' or 'efficientnet_lite0', "
                          f'not {backbone!r}')
@@ -130,6 +150,82 @@ def fcn_net(num_classes=21, pretrained=True, devices=None, root=None,
     net.pretrained = bool(pretrained)
     net.backbone_note = note + (f', stride {stride}' if stride != 32 else '')
     return net
+
+
+class SkipFCN(nn.HybridBlock):
+    """An FCN whose scores are refined by finer backbone stages (FCN-16s/8s, Long et al.).
+
+    ``features``: an EfficientNet-Lite's ``features`` (its layers are shared, not copied);
+    ``stride``: the coarsest stage used (16 or 32); ``skips``: the finer strides, each half
+    the one before (``(8,)`` after 16; ``(16, 8)`` after 32...). For an input
+    ``X (B, 3, H, W)`` with ``H, W`` multiples of ``stride``, and ``s_0 = stride > s_1 > ...
+    > s_k`` (``s_i = skips[i - 1]``)::
+
+        f_i   = backbone stage s_i of X                      (B, STAGE_CHANNELS[s_i], H/s_i, W/s_i)
+        y_0   = score_0(f_0)          1x1 conv               (B, C, H/s_0, W/s_0)
+        y_i   = up2_i(y_{i-1}) + score_i(f_i)                (B, C, H/s_i, W/s_i)
+        out   = up(y_k)                                      (B, C, H, W)
+
+    ``up2_i`` is a transposed convolution (kernel 4, padding 1, stride 2) and ``up`` one of
+    kernel ``2 s_k``, padding ``s_k / 2``, stride ``s_k``, both initialised to bilinear
+    upsampling (:func:`bilinear_kernel`) and trained, as the chapter's. The skip scores
+    ``score_i`` (``i >= 1``) start at zero, so before training the net is the plain
+    stride-``s_0`` FCN except for the upsampling (two bilinear steps instead of one).
+    Children: ``parts`` (the backbone cut at each stage, finest first), ``scores`` (the 1x1
+    convolutions, coarsest first), ``ups`` (the 2x upsamplings, coarsest first), ``up``.
+    """
+
+    def __init__(self, features, num_classes, stride, skips, devices=None, **kwargs):
+        super().__init__(**kwargs)
+        from .efficientnet import STAGE_CHANNELS, STAGE_INDEX
+        strides = [stride] + [int(s) for s in skips]
+        for a, b in zip(strides, strides[1:]):
+            if b * 2 != a:
+                raise ValueError(f'skips {tuple(skips)} after stride {stride}: each stride '
+                                 f'must be half the one before (got {b} after {a})')
+        if strides[-1] < 2:
+            raise ValueError(f'skips {tuple(skips)}: the finest stage has stride 2')
+        self.strides = strides
+        cuts = [STAGE_INDEX[s] + 1 for s in reversed(strides)]  # finest first
+        with self.name_scope():
+            self.parts = nn.HybridSequential(prefix='parts_')
+            start = 0
+            for end in cuts:
+                part = nn.HybridSequential(prefix='')
+                for layer in features[start:end]:
+                    part.add(layer)
+                self.parts.add(part)
+                start = end
+            self.scores = nn.HybridSequential(prefix='scores_')
+            self.ups = nn.HybridSequential(prefix='ups_')
+            for i in range(len(strides)):
+                self.scores.add(nn.Conv2D(num_classes, kernel_size=1,
+                                          in_channels=STAGE_CHANNELS[strides[i]]))
+                if i:
+                    self.ups.add(nn.Conv2DTranspose(num_classes, kernel_size=4, padding=1,
+                                                    strides=2, in_channels=num_classes))
+            s = strides[-1]
+            self.up = nn.Conv2DTranspose(num_classes, kernel_size=2 * s, padding=s // 2,
+                                         strides=s, in_channels=num_classes)
+        self.scores[0].initialize(init.Xavier(), ctx=devices)
+        for i in range(1, len(strides)):
+            # zero: training starts from the coarse FCN and learns what the finer stage adds
+            self.scores[i].initialize(init.Zero(), ctx=devices)
+            self.ups[i - 1].initialize(
+                init.Constant(bilinear_kernel(num_classes, num_classes, 4)), ctx=devices)
+        self.up.initialize(init.Constant(bilinear_kernel(num_classes, num_classes, 2 * s)),
+                           ctx=devices)
+
+    def hybrid_forward(self, F, X):
+        feats = []
+        for part in self.parts:
+            X = part(X)
+            feats.append(X)
+        feats = feats[::-1]  # coarsest first, as scores and ups
+        y = self.scores[0](feats[0])
+        for i in range(1, len(feats)):
+            y = self.ups[i - 1](y) + self.scores[i](feats[i])
+        return self.up(y)
 
 
 class SegmentationLoss(gluon.loss.Loss):

@@ -1,5 +1,6 @@
-"""Tests for section 13.11 (d2lcv.fcn): bilinear kernel, FCN shapes, the ignore-aware loss
-and accuracy, whole-image prediction, and a short training run whose loss must fall."""
+"""Tests for section 13.11 (d2lcv.fcn): bilinear kernel, FCN shapes, the skip FCN against a
+slow reference, the ignore-aware loss and accuracy, whole-image prediction, and a short
+training run whose loss must fall."""
 import math
 import os
 import random
@@ -120,6 +121,85 @@ def test_fcn_pretrained_goes_through_get_pretrained(monkeypatch):
     monkeypatch.setattr(models, 'get_pretrained', missing, raising=False)
     with pytest.raises(FileNotFoundError, match='resnet18_v2'):
         fcn.fcn_net(pretrained=True, devices=[mx.cpu()])
+
+
+
+def _slow_conv1x1(x, w, b):
+    """``(B, I, h, w)`` through a 1x1 convolution ``w (O, I, 1, 1)``, ``b (O,)``."""
+    return onp.einsum('bihw,oi->bohw', x, w[:, :, 0, 0]) + b[None, :, None, None]
+
+
+def _slow_deconv(x, w, b, stride, pad):
+    """Transposed convolution by its definition: every input pixel scatters ``w``."""
+    B, I, h, wd = x.shape
+    _, O, k, _ = w.shape
+    full = onp.zeros((B, O, (h - 1) * stride + k, (wd - 1) * stride + k))
+    for y in range(h):
+        for xx in range(wd):
+            full[:, :, y * stride:y * stride + k, xx * stride:xx * stride + k] += \
+                onp.einsum('bi,iokl->bokl', x[:, :, y, xx], w)
+    H, W = (h - 1) * stride + k - 2 * pad, (wd - 1) * stride + k - 2 * pad
+    return full[:, :, pad:pad + H, pad:pad + W] + b[None, :, None, None]
+
+
+@pytest.mark.parametrize('stride,skips', [(16, (8,)), (32, (16, 8))])
+def test_skip_fcn_against_slow_reference(stride, skips):
+    """FCN-16s/8s wiring: out = up(up2(score_16(f16)) + score_8(f8)), checked against
+    the backbone's stage outputs and a 1x1 convolution / transposed convolution written by
+    their definitions, with every head weight random (the skip scores start at 0)."""
+    from d2lcv.efficientnet import STAGE_CHANNELS, efficientnet_lite0, initialize_random
+    from d2lcv.efficientnet import stage_outputs
+    mx.random.seed(1)
+    eff = initialize_random(efficientnet_lite0(), ctx=[mx.cpu()])
+    net = fcn.SkipFCN(eff.features, 3, stride, skips, devices=[mx.cpu()])
+    strides = [stride, *skips]
+    assert net.strides == strides and len(net.scores) == len(strides)
+    for conv in net.scores[1:]:  # training starts from the plain coarse FCN
+        assert (conv.weight.data() == 0).all()
+    for up in net.ups:
+        onp.testing.assert_array_equal(up.weight.data().asnumpy(),
+                                       fcn.bilinear_kernel(3, 3, 4).asnumpy())
+    rng = onp.random.default_rng(0)
+    for blk in [*net.scores, *net.ups, net.up]:
+        for prm in (blk.weight, blk.bias):
+            prm.set_data(np.array(rng.normal(0, 0.3, prm.shape).astype(onp.float32)))
+    X = np.array(rng.normal(size=(2, 3, 2 * stride, 3 * stride)).astype(onp.float32))
+    out = net(X).asnumpy()
+    assert out.shape == (2, 3, 2 * stride, 3 * stride)
+    feats = [f.asnumpy().astype(onp.float64) for f in stage_outputs(eff, X, strides)]
+    for f, s in zip(feats, strides):
+        assert f.shape == (2, STAGE_CHANNELS[s], 2 * stride // s, 3 * stride // s)
+    par = [(blk.weight.data().asnumpy().astype(onp.float64), blk.bias.data().asnumpy())
+           for blk in [*net.scores, *net.ups, net.up]]
+    n = len(strides)
+    y = _slow_conv1x1(feats[0], *par[0])
+    for i in range(1, n):
+        y = _slow_deconv(y, *par[n + i - 1], 2, 1) + _slow_conv1x1(feats[i], *par[i])
+    expect = _slow_deconv(y, *par[-1], strides[-1], strides[-1] // 2)
+    onp.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
+
+
+def test_skip_fcn_net_options_and_gradient():
+    mx.random.seed(0)
+    net = fcn.fcn_net(21, pretrained=False, devices=[mx.cpu()], backbone='efficientnet_lite0',
+                      stride=16, skips=(8,))
+    assert isinstance(net, fcn.SkipFCN) and net.pretrained is False
+    assert 'skips (8,)' in net.backbone_note
+    X = np.random.uniform(size=(2, 3, 64, 96))
+    Y = np.array(onp.random.default_rng(0).integers(0, 21, (2, 64, 96)).astype(onp.float32))
+    with autograd.record():
+        loss = fcn.SegmentationLoss()(net(X), Y).mean()
+    loss.backward()
+    # the zero-initialised skip score still receives a gradient (it is not a dead branch)
+    assert float(np.abs(net.scores[1].weight.grad()).sum()) > 0
+    # the default FCN is unchanged: a HybridSequential ending in the chapter's two layers
+    plain = fcn.fcn_net(21, pretrained=False, devices=[mx.cpu()],
+                        backbone='efficientnet_lite0', stride=16)
+    assert isinstance(plain, nn.HybridSequential) and isinstance(plain[-1], nn.Conv2DTranspose)
+    with pytest.raises(ValueError, match='half'):
+        fcn.fcn_net(21, pretrained=False, backbone='efficientnet_lite0', stride=16, skips=(4,))
+    with pytest.raises(ValueError, match='efficientnet_lite0'):
+        fcn.fcn_net(21, pretrained=False, backbone='resnet18_v2', skips=(16,))
 
 
 def _slow_masked_ce(pred, label, ignore=255):
