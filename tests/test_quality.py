@@ -186,12 +186,18 @@ def test_cifar_gate(tmp_path):
     assert r['test_acc'] >= CIFAR_ACC_FLOOR, r
 
 
-def test_voc_gate(tmp_path):
+def with_imagenet_weights(gate, *args):
+    """``gate(*args)``, skipped (saying what is missing) without the offline ImageNet
+    weights, which `make setup` installs."""
     from d2lcv.models import PretrainedWeightsMissing
     try:
-        r = voc_gate(str(tmp_path))
-    except PretrainedWeightsMissing as e:  # `make setup` installs them; say what is missing
+        return gate(*args)
+    except PretrainedWeightsMissing as e:
         pytest.skip(f'no offline EfficientNet-Lite0 weights: {e}')
+
+
+def test_voc_gate(tmp_path):
+    r = with_imagenet_weights(voc_gate, str(tmp_path))
     assert r['baseline_miou'] <= 0.1, r
     assert r['miou_present'] >= VOC_MIOU_FLOOR, r
 
@@ -259,7 +265,7 @@ def dog_train_labels(y):
 
 
 def test_dog_gate():
-    r = dog_gate()
+    r = with_imagenet_weights(dog_gate)
     assert r['baseline_acc'] <= 1 / DOG_BUDGET['breeds'] + 0.15, r
     assert r['test_acc'] >= r['baseline_acc'] + DOG_MARGIN, r
 
@@ -300,11 +306,7 @@ def hotdog_gate(root_dir, budget=HOTDOG_BUDGET):
 
 
 def test_hotdog_gate(tmp_path):
-    from d2lcv.models import PretrainedWeightsMissing
-    try:
-        r = hotdog_gate(str(tmp_path))
-    except PretrainedWeightsMissing as e:  # `make setup` installs them; say what is missing
-        pytest.skip(f'no offline EfficientNet-Lite0 weights: {e}')
+    r = with_imagenet_weights(hotdog_gate, str(tmp_path))
     assert r['baseline_acc'] <= 0.65, r
     assert r['finetune_acc'] >= r['scratch_acc'] + HOTDOG_MARGIN_SCRATCH, r
     assert r['finetune_acc'] >= r['baseline_acc'] + HOTDOG_MARGIN_BASELINE, r
@@ -429,5 +431,5 @@ def photo_gate_failures(r):
 
 
 def test_imagenet_photo_gate(tmp_path):
-    r = photo_gate(str(tmp_path))
+    r = with_imagenet_weights(photo_gate, str(tmp_path))
     assert not photo_gate_failures(r), (photo_gate_failures(r), r)
