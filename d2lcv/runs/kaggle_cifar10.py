@@ -11,7 +11,7 @@ SECTION = '13.13'
 TITLE = 'Image classification (CIFAR-10) on Kaggle'
 
 OPTIONS = kaggle_options(
-    {'num_epochs': 'tiny 2, full 5', 'batch_size': 'tiny 32, full 128', 'lr': 'tiny 0.05, full 0.1',
+    {'num_epochs': 'tiny 2, full 5', 'batch_size': 'tiny 16, full 128', 'lr': 'tiny 0.01, full 0.1',
      'wd': '5e-4', 'lr_period': '50', 'refit': 'tiny 0, full 1'}, 'class',
     num_train=(pos_int, 'tiny only: training images in the twin (600)'))
 
@@ -30,11 +30,14 @@ def run(run):
     rep, opts = run.report, run.options
     if run.tiny:
         # ResNet-18 runs at ~25-40 examples/s on a 2-core CPU: a one-minute budget buys two
-        # epochs on 540 images, not also the refit on train_valid (--set refit=1 adds it);
-        # lr 0.05 at batch 32 (the chapter's 0.1 is for batch 128)
+        # epochs on 540 images, not also the refit on train_valid (--set refit=1 adds it).
+        # Batch 16 at lr 0.01 (the chapter's 0.1 at batch 128, scaled down with the batch):
+        # 68 steps. Measured on the twin (60 valid images, colour baseline 0.08): batch 16,
+        # lr 0.01 0.64 / 0.58 / 0.60; lr 0.02 0.52 / 0.64; batch 32, lr 0.02 0.32; the
+        # earlier batch 32, lr 0.05 stayed at chance (0.08-0.12)
         num_train = opts.get('num_train', 600)
-        batch_size, num_epochs = opts.get('batch_size', 32), opts.get('num_epochs', 2)
-        lr, refit = opts.get('lr', 0.05), bool(opts.get('refit', 0))
+        batch_size, num_epochs = opts.get('batch_size', 16), opts.get('num_epochs', 2)
+        lr, refit = opts.get('lr', 0.01), bool(opts.get('refit', 0))
     else:
         num_train = None
         batch_size, num_epochs = opts.get('batch_size', 128), opts.get('num_epochs', 5)
