@@ -655,7 +655,7 @@ def _remove_schedule(trainer, distributed):
 
 def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=None,
                split_f=split_batch, *, checkpoint=None, animator=None, save_path=None,
-               progress=True, verbose=True, kvstore=None):
+               progress=True, verbose=True, kvstore=None, lr_schedule=None):
     """Train ``net`` on several devices, as in section 13.1, and evaluate after each epoch.
 
     Prints the chapter's two summary lines. Returns a dict with ``train_loss``,
@@ -679,6 +679,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
     ``kvstore``: the kvstore the ``trainer`` was created with (default: read from the
     trainer); see :func:`fit` and :mod:`d2lcv.dist` for training on several workers (each
     synchronous step is normalised by the global batch; only rank 0 evaluates and prints).
+    ``lr_schedule``: ``epoch -> lr`` (0-based), e.g. :func:`step_decay`; see :func:`fit`.
+    The chapter trains at a constant rate (``None``).
     """
     ignore_label = getattr(loss, 'ignore_label', None)
 
@@ -704,7 +706,8 @@ def train_ch13(net, train_iter, test_iter, loss, trainer, num_epochs, devices=No
                evaluate=evaluate if test_iter is not None else None,
                eval_curves={'test_acc': 'test acc'}, summary=summary, kvstore=kvstore,
                checkpoint=checkpoint, animator=animator, animator_kw={'ylim': [0, 1]},
-               save_path=save_path, progress=progress, verbose=verbose)
+               save_path=save_path, progress=progress, verbose=verbose,
+               lr_schedule=lr_schedule)
 
 
 def _check_kvstore(trainer, kvstore):

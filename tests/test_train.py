@@ -206,6 +206,24 @@ def test_empty_train_iter_is_refused(tmp_path):
                        save_path=str(tmp_path / 'a.png'))
 
 
+def test_train_ch13_hands_its_lr_schedule_to_fit(tmp_path):
+    net = gluon.nn.Dense(3, in_units=2)
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), 'sgd', {'learning_rate': 9.0})
+    used, step = [], trainer.step
+
+    def recording_step(*args, **kwargs):
+        step(*args, **kwargs)
+        used.append(trainer.learning_rate)  # the rate of the update just made
+    trainer.step = recording_step
+    data = [(np.ones((4, 2)), np.array([0, 1, 2, 0]))] * 2
+    r = d2l.train_ch13(net, data, None, gluon.loss.SoftmaxCrossEntropyLoss(), trainer, 3,
+                       lr_schedule=T.step_decay(0.5, 1, 0.1), progress=False, verbose=False,
+                       save_path=str(tmp_path / 'a.png'))
+    assert used == pytest.approx([0.5] * 2 + [0.05] * 2 + [0.005] * 2)
+    assert r['lr'] == pytest.approx(0.005)
+
+
 def test_fit_lr_schedule_per_epoch_on_two_devices(two_cpus):
     """The schedule is the optimizer's (one mechanism, local and dist): each step uses its
     epoch's rate, with two devices updating; afterwards the Trainer keeps the last rate."""
